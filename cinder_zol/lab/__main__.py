@@ -1,0 +1,173 @@
+"""python -m cinder_zol.lab {build,run,shell}: the cinder-zol lab storage host.
+
+  build                                   build (or reuse) the guest image
+  run [--target tgtadm|lioadm] -- CMD...  boot a guest, run CMD with
+                                          CINDER_ZOL_LAB_* set, tear down,
+                                          exit with CMD's exit code
+  shell                                   boot a guest, print the ssh command,
+                                          wait for Ctrl-C
+
+Environment given to CMD: CINDER_ZOL_LAB_HOST, _SSH_PORT, _ISCSI_PORT, _USER,
+_KEY, _KNOWN_HOSTS, _POOL, _PARENT, _RUN_DIR, _TARGET.
+Cache: $CINDER_ZOL_LAB_CACHE or ~/.cache/cinder-zol.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+if __package__:
+    from . import guest as lab
+else:  # run as a plain script: python cinder_zol/lab/__main__.py
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import guest as lab  # type: ignore[no-redef]
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class _Terminated(BaseException):
+    """SIGTERM/SIGHUP: unwind through the finally blocks like Ctrl-C does."""
+
+
+def _on_signal(signum, frame):
+    raise _Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+
+def cmd_build(args) -> int:
+    t0 = time.monotonic()
+    cached = lab.Image.at(lab.image_dir()).complete()
+    image = lab.ensure_image(log=log)
+    dt = time.monotonic() - t0
+    log(f'lab: image {"cached" if cached else "built"}: {image.dir} ({dt:.1f}s)')
+    info = image.info().strip()
+    if info:
+        log('  ' + info.replace('\n', '\n  '))
+    print(image.dir)
+    return 0
+
+
+def _boot(args) -> lab.LabGuest:
+    g = lab.LabGuest(pool=args.pool, parent_dataset=args.parent, memory_mb=args.memory,
+                     keep=args.keep, log=log)
+    g.start()
+    if getattr(args, 'target', None):
+        t0 = time.monotonic()
+        g.use_target(args.target)
+        log(f'lab: iSCSI target: {args.target} ({time.monotonic() - t0:.1f}s)')
+    return g
+
+
+def _teardown(g: lab.LabGuest | None) -> None:
+    if g is None:
+        return
+    g.stop()
+    if 'teardown' in g.timings:
+        log(f'lab: guest stopped in {g.timings["teardown"]:.1f}s')
+
+
+def cmd_run(args) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == '--':
+        cmd = cmd[1:]
+    if not cmd:
+        log('lab run: no command given (usage: run [--target H] -- CMD...)')
+        return 2
+    g = None
+    child = None
+    try:
+        g = _boot(args)
+        env = dict(os.environ, **g.env())
+        log(f'lab: running {shlex.join(cmd)}')
+        child = subprocess.Popen(cmd, env=env)
+        return child.wait()
+    except (KeyboardInterrupt, _Terminated) as exc:
+        log(f'lab: interrupted ({type(exc).__name__}); tearing down')
+        if child is not None and child.poll() is None:
+            # Ctrl-C reached the child too (same process group); give it a
+            # moment, then terminate it (it is ours)
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.terminate()
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    child.wait()
+        return 130
+    except lab.LabError as exc:
+        log(f'lab: error: {exc}')
+        return 3
+    finally:
+        _teardown(g)
+
+
+def cmd_shell(args) -> int:
+    g = None
+    try:
+        g = _boot(args)
+        print(shlex.join(g.ssh_argv()), flush=True)
+        log('lab: guest is up; Ctrl-C to stop it')
+        for k, v in g.env().items():
+            log(f'  {k}={v}')
+        while g.running:
+            time.sleep(1)
+        log('lab: QEMU exited')
+        return 1
+    except (KeyboardInterrupt, _Terminated):
+        log('lab: stopping')
+        return 0
+    except lab.LabError as exc:
+        log(f'lab: error: {exc}')
+        return 3
+    finally:
+        _teardown(g)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog='python -m cinder_zol.lab', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest='command', required=True)
+    sub.add_parser('build', help='build (or reuse) the guest image')
+    for name in ('run', 'shell'):
+        sp = sub.add_parser(name, help='boot a guest and run CMD' if name == 'run'
+                            else 'boot a guest for a human')
+        sp.add_argument('--target', choices=lab.TARGET_HELPERS,
+                        help='iSCSI target to activate in the guest')
+        sp.add_argument('--pool', default='tank')
+        sp.add_argument('--parent', default=None, help='parent dataset (default POOL/cinder)')
+        sp.add_argument('--memory', type=int, default=2048, help='guest MiB')
+        sp.add_argument('--keep', action='store_true', help='keep the run dir')
+        if name == 'run':
+            sp.add_argument('cmd', nargs=argparse.REMAINDER, help='-- CMD...')
+    args = p.parse_args(argv)
+    _install_signal_handlers()
+    try:
+        if args.command == 'build':
+            return cmd_build(args)
+        if args.command == 'run':
+            return cmd_run(args)
+        return cmd_shell(args)
+    except lab.LabError as exc:
+        log(f'lab: error: {exc}')
+        return 3
+    except KeyboardInterrupt:
+        log('lab: interrupted')
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,572 @@
+"""A real ZFS-on-Linux storage host for tests: a Debian guest under QEMU.
+
+Standard library only (no cinder, no paramiko): the lab talks to its guest
+with the system ``ssh`` client, key-only, against a known_hosts file that
+holds the guest's real host key (never with host key checking turned off).
+
+    from cinder_zol.lab.guest import LabGuest
+    with LabGuest() as g:
+        g.run(['zfs', 'list'])
+        g.use_target('lioadm')
+
+The image is built once by build-image.sh and kept in
+``CACHE_DIR/image-<recipe hash>/``; each boot uses a throw-away qcow2 overlay
+and scratch disk in ``CACHE_DIR/runs/run-*/``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+LAB_DIR = Path(__file__).resolve().parent
+BUILD_SCRIPT = LAB_DIR / 'build-image.sh'
+SETUP_SCRIPT = LAB_DIR / 'setup-storage-host.sh'
+# every file whose content shapes the image: a change to any rebuilds it
+RECIPE_FILES = (BUILD_SCRIPT,)
+
+ENV_PREFIX = 'CINDER_ZOL_LAB_'
+TARGET_HELPERS = ('tgtadm', 'lioadm')
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get('CINDER_ZOL_LAB_CACHE')
+    return Path(env).expanduser() if env else Path.home() / '.cache' / 'cinder-zol'
+
+
+CACHE_DIR = default_cache_dir()
+
+Log = Callable[[str], None]
+
+
+class LabError(RuntimeError):
+    """The lab could not build, boot or drive its guest."""
+
+
+class GuestCommandError(LabError, subprocess.CalledProcessError):
+    """A command run in the guest exited non-zero (``run(check=True)``)."""
+
+    def __init__(self, returncode, cmd, output=None, stderr=None):
+        subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)
+
+    def __str__(self):
+        err = self.stderr
+        if isinstance(err, bytes):
+            err = err.decode(errors='replace')
+        msg = subprocess.CalledProcessError.__str__(self)
+        if self.returncode == 255:
+            msg += ' (255: ssh could not connect, or the command exited 255)'
+        if err:
+            msg += '\nstderr:\n' + _tail(err, 30)
+        return msg
+
+
+def _tail(text: str, lines: int) -> str:
+    return '\n'.join(text.splitlines()[-lines:])
+
+
+def _tail_file(path: Path, lines: int = 30) -> str:
+    try:
+        return _tail(path.read_text(errors='replace'), lines)
+    except OSError as exc:
+        return f'({path}: {exc})'
+
+
+# ------------------------------------------------------------------ image --
+
+def recipe_hash() -> str:
+    """sha256 over the recipe files (name + content), first 16 hex digits."""
+    h = hashlib.sha256()
+    for path in RECIPE_FILES:
+        h.update(path.name.encode() + b'\0')
+        h.update(path.read_bytes())
+        h.update(b'\0')
+    return h.hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class Image:
+    """A built guest image (all paths inside one ``image-<hash>`` dir)."""
+    dir: Path
+    kernel: Path
+    initrd: Path
+    root: Path
+    client_key: Path
+    host_pubkey: Path
+
+    @classmethod
+    def at(cls, path: Path) -> 'Image':
+        path = Path(path)
+        return cls(dir=path,
+                   kernel=path / 'vmlinuz',
+                   initrd=path / 'initrd.img',
+                   root=path / 'root.img',
+                   client_key=path / 'id_ed25519',
+                   host_pubkey=path / 'ssh_host_ed25519_key.pub')
+
+    def complete(self) -> bool:
+        return all(p.is_file() and p.stat().st_size > 0
+                   for p in (self.kernel, self.initrd, self.root,
+                             self.client_key, self.host_pubkey))
+
+    def host_key(self) -> str:
+        """'<type> <base64>' of the guest's ed25519 host key."""
+        fields = self.host_pubkey.read_text().split()
+        if len(fields) < 2:
+            raise LabError(f'bad host key file {self.host_pubkey}')
+        return f'{fields[0]} {fields[1]}'
+
+    def info(self) -> str:
+        with contextlib.suppress(OSError):
+            return (self.dir / 'build-info').read_text()
+        return ''
+
+
+def image_dir(cache_dir: Path | None = None) -> Path:
+    return Path(cache_dir or CACHE_DIR) / f'image-{recipe_hash()}'
+
+
+def ensure_image(log: Log = print, cache_dir: Path | None = None) -> Image:
+    """Return the cached image for the current recipe, building it if missing.
+
+    Building takes about 7 minutes and needs root; build-image.sh's progress
+    lines are passed to ``log``. Raises LabError (with the log path and its
+    tail) if the build fails.
+    """
+    cache = Path(cache_dir or CACHE_DIR)
+    image = Image.at(image_dir(cache))
+    if image.complete():
+        return image
+    cache.mkdir(parents=True, exist_ok=True)
+    # one builder at a time per cache dir; a second caller waits, then reuses
+    with open(cache / 'build.lock', 'w') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if image.complete():
+            return image
+        if image.dir.exists():
+            log(f'lab: removing incomplete image dir {image.dir}')
+            shutil.rmtree(image.dir)
+        if os.geteuid() != 0:
+            raise LabError('building the lab image needs root (debootstrap, chroot); '
+                           f'or provide a built image in {image.dir}')
+        build_log = cache / f'build-{image.dir.name}.log'
+        log(f'lab: building guest image {image.dir} (log: {build_log})')
+        env = dict(os.environ, CINDER_ZOL_LAB_LOG=str(build_log))
+        proc = subprocess.Popen(
+            ['bash', str(BUILD_SCRIPT), str(image.dir), str(cache)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=env, text=True, bufsize=1)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log(line.rstrip('\n'))
+            rc = proc.wait()
+        except BaseException:
+            # Ctrl-C reaches the script too (same process group); other
+            # exits: ask it to stop. Either way let its trap clean up.
+            if proc.poll() is None:
+                proc.terminate()
+            try:
+                proc.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            raise
+        if rc != 0:
+            raise LabError(f'guest image build failed (exit {rc}); log: {build_log}\n'
+                           + _tail_file(build_log, 30))
+        if not image.complete():
+            raise LabError(f'image build finished but {image.dir} is incomplete; '
+                           f'log: {build_log}')
+        return image
+
+
+# ------------------------------------------------------------------ guest --
+
+def _free_port(exclude: set[int] = frozenset()) -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        if port not in exclude:
+            return port
+    raise LabError('no free local port')
+
+
+def _qemu_path(path: Path) -> str:
+    """Escape a path for a QEMU -drive/-chardev option value."""
+    return str(path).replace(',', ',,')
+
+
+class LabGuest:
+    """A booted lab storage host (context manager).
+
+    Attributes, valid after start(): ``host`` ('127.0.0.1'), ``ssh_port``,
+    ``iscsi_port`` (forwarded to the guest's 3260), ``user`` ('root'),
+    ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
+    ``run_dir``, ``console_log``, ``image``, ``pid`` (QEMU's), ``target``
+    (last helper passed to use_target), ``timings`` (seconds).
+    """
+
+    host = '127.0.0.1'
+    user = 'root'
+
+    def __init__(self, pool: str = 'tank', parent_dataset: str | None = None, *,
+                 memory_mb: int = 2048, smp: int = 2, scratch_size_gb: int = 10,
+                 boot_timeout: float = 180, keep: bool = False,
+                 cache_dir: Path | None = None, log: Log = print,
+                 image: Image | None = None):
+        self.pool = pool
+        self.parent_dataset = parent_dataset or f'{pool}/cinder'
+        self.memory_mb = memory_mb
+        self.smp = smp
+        self.scratch_size_gb = scratch_size_gb
+        self.boot_timeout = boot_timeout
+        self.keep = keep
+        self.cache_dir = Path(cache_dir or CACHE_DIR)
+        self.log = log
+        self.image = image
+        self.ssh_port: int | None = None
+        self.iscsi_port: int | None = None
+        self.private_key: Path | None = None
+        self.known_hosts: Path | None = None
+        self.run_dir: Path | None = None
+        self.console_log: Path | None = None
+        self.pid: int | None = None
+        self.target: str | None = None
+        self.timings: dict[str, float] = {}
+        self._proc: subprocess.Popen | None = None
+        self._master: subprocess.Popen | None = None
+        self._control_path: Path | None = None
+        self._qemu_log = None
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def __enter__(self) -> 'LabGuest':
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> 'LabGuest':
+        """Boot the guest, wait for ssh, run setup-storage-host.sh."""
+        if self._proc is not None:
+            raise LabError('guest already started')
+        atexit.register(self.stop)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self.image is None:
+            self.image = ensure_image(log=self.log, cache_dir=self.cache_dir)
+        if not self.image.complete():
+            raise LabError(f'image {self.image.dir} is incomplete')
+        runs = self.cache_dir / 'runs'
+        runs.mkdir(parents=True, exist_ok=True)
+        self.run_dir = Path(tempfile.mkdtemp(prefix='run-', dir=runs))
+        self.console_log = self.run_dir / 'console.log'
+        # ssh refuses a private key readable by others; keep a private copy
+        self.private_key = self.run_dir / 'id_ed25519'
+        shutil.copyfile(self.image.client_key, self.private_key)
+        os.chmod(self.private_key, 0o600)
+        overlay = self.run_dir / 'root.qcow2'
+        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw',
+                        '-b', str(self.image.root), str(overlay)],
+                       check=True, stdin=subprocess.DEVNULL)
+        scratch = self.run_dir / 'scratch.raw'
+        with open(scratch, 'wb') as f:
+            f.truncate(self.scratch_size_gb * 1024 ** 3)
+
+        t0 = time.monotonic()
+        for attempt in range(3):
+            self.ssh_port = _free_port()
+            self.iscsi_port = _free_port({self.ssh_port})
+            self._write_known_hosts()
+            self._launch_qemu(overlay, scratch)
+            try:
+                self._wait_for_ssh(t0)
+                break
+            except _PortTaken:
+                self.log('lab: a forwarded port was taken; retrying with new ports')
+                self._stop_qemu()
+        else:
+            raise LabError('could not start QEMU with free ports')
+        self.timings['boot_to_ssh'] = time.monotonic() - t0
+        self.log(f'lab: guest up in {self.timings["boot_to_ssh"]:.1f}s '
+                 f'(ssh 127.0.0.1:{self.ssh_port}, iscsi 127.0.0.1:{self.iscsi_port}, '
+                 f'run dir {self.run_dir})')
+        self._start_master()
+        t1 = time.monotonic()
+        self.setup_storage_host()
+        self.timings['setup'] = time.monotonic() - t1
+
+    def _write_known_hosts(self) -> None:
+        self.known_hosts = self.run_dir / 'known_hosts'
+        self.known_hosts.write_text(
+            f'[{self.host}]:{self.ssh_port} {self.image.host_key()}\n')
+
+    def qemu_argv(self, overlay: Path, scratch: Path) -> list[str]:
+        fwd = (f'hostfwd=tcp:{self.host}:{self.ssh_port}-:22,'
+               f'hostfwd=tcp:{self.host}:{self.iscsi_port}-:3260')
+        return [
+            'qemu-system-x86_64',
+            '-name', 'cinder-zol-lab',
+            '-accel', 'tcg,thread=multi', '-cpu', 'max', '-machine', 'q35',
+            '-smp', str(self.smp), '-m', str(self.memory_mb),
+            '-nodefaults', '-display', 'none', '-no-reboot',
+            '-kernel', str(self.image.kernel), '-initrd', str(self.image.initrd),
+            '-append', 'root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1',
+            '-drive', f'file={_qemu_path(overlay)},format=qcow2,if=virtio,'
+                      'cache=unsafe,discard=unmap',
+            '-drive', f'file={_qemu_path(scratch)},format=raw,if=virtio,'
+                      'cache=unsafe,discard=unmap',
+            '-netdev', f'user,id=n0,restrict=on,{fwd}',
+            '-device', 'virtio-net-pci,netdev=n0',
+            '-chardev', f'file,id=ser0,path={_qemu_path(self.console_log)}',
+            '-serial', 'chardev:ser0',
+            '-pidfile', str(self.run_dir / 'qemu.pid'),
+        ]
+
+    def _launch_qemu(self, overlay: Path, scratch: Path) -> None:
+        argv = self.qemu_argv(overlay, scratch)
+        (self.run_dir / 'qemu.cmd').write_text(shlex.join(argv) + '\n')
+        self._qemu_log = open(self.run_dir / 'qemu.log', 'ab')
+        # own session: a terminal's Ctrl-C goes to us, and we stop QEMU
+        self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                      stdout=self._qemu_log, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        self.pid = self._proc.pid
+
+    def _ssh_base(self, *, control: bool = True) -> list[str]:
+        argv = ['ssh', '-F', '/dev/null',
+                '-i', str(self.private_key), '-p', str(self.ssh_port),
+                '-o', 'IdentitiesOnly=yes',
+                '-o', f'UserKnownHostsFile={self.known_hosts}',
+                '-o', 'GlobalKnownHostsFile=/dev/null',
+                '-o', 'StrictHostKeyChecking=yes',
+                '-o', 'BatchMode=yes',
+                '-o', 'ConnectTimeout=15',
+                '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4',
+                '-o', 'LogLevel=ERROR']
+        if control and self._control_path is not None:
+            argv += ['-o', f'ControlPath={self._control_path}', '-o', 'ControlMaster=no']
+        return argv
+
+    def ssh_argv(self, *remote: str) -> list[str]:
+        """ssh command line (no connection sharing) for a human or a child."""
+        return self._ssh_base(control=False) + [f'{self.user}@{self.host}', *remote]
+
+    def _wait_for_ssh(self, t0: float) -> None:
+        deadline = t0 + self.boot_timeout
+        probe = self._ssh_base(control=False) + ['-o', 'ConnectTimeout=10',
+                                                 f'{self.user}@{self.host}', 'true']
+        last = ''
+        while True:
+            rc = self._proc.poll()
+            if rc is not None:
+                qlog = _tail_file(self.run_dir / 'qemu.log', 20)
+                if 'hostfwd' in qlog or 'host forwarding' in qlog:
+                    raise _PortTaken()
+                raise LabError(f'QEMU exited ({rc}) during boot.\nqemu.log:\n{qlog}\n'
+                               f'console.log ({self.console_log}):\n'
+                               + _tail_file(self.console_log, 40))
+            try:
+                r = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True,
+                                   timeout=30)
+                if r.returncode == 0:
+                    return
+                last = r.stderr.decode(errors='replace').strip()
+                if 'host key' in last.lower() and 'verification failed' in last.lower():
+                    raise LabError(f'guest host key does not match {self.known_hosts}: {last}')
+            except subprocess.TimeoutExpired:
+                last = 'ssh probe timed out'
+            if time.monotonic() > deadline:
+                raise LabError(f'guest ssh not answering after {self.boot_timeout:.0f}s '
+                               f'(last: {last}).\nconsole.log ({self.console_log}):\n'
+                               + _tail_file(self.console_log, 40))
+            time.sleep(1)
+
+    def _start_master(self) -> None:
+        """One shared ssh connection (ours, stopped in stop()): ~0.3 s per run()."""
+        path = self.run_dir / 'ssh.ctl'
+        if len(str(path)) > 100:  # unix socket path limit
+            return
+        argv = self._ssh_base(control=False) + [
+            '-M', '-N', '-o', f'ControlPath={path}', f'{self.user}@{self.host}']
+        self._master = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL,
+                                        stderr=open(self.run_dir / 'ssh-master.log', 'ab'),
+                                        start_new_session=True)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self._master.poll() is None:
+            if path.exists():
+                self._control_path = path
+                return
+            time.sleep(0.1)
+        self.log('lab: ssh connection sharing not available; using one ssh per command')
+        self._stop_master()
+
+    def _stop_master(self) -> None:
+        m, self._master = self._master, None
+        self._control_path = None
+        if m is not None and m.poll() is None:
+            m.terminate()
+            try:
+                m.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                m.kill()
+                m.wait()
+
+    def _stop_qemu(self, timeout: float = 15) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.terminate()  # QEMU exits at once on SIGTERM
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        if self._qemu_log is not None:
+            self._qemu_log.close()
+            self._qemu_log = None
+
+    def stop(self) -> None:
+        """Stop QEMU (the process we started, by its PID); remove the run dir
+        unless keep=True. Idempotent."""
+        t0 = time.monotonic()
+        had_proc = self._proc is not None
+        self._stop_master()
+        self._stop_qemu()
+        with contextlib.suppress(Exception):
+            atexit.unregister(self.stop)
+        if self.run_dir is not None and self.run_dir.exists():
+            if self.keep:
+                self.log(f'lab: kept run dir {self.run_dir}')
+            else:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+        if had_proc:
+            self.timings['teardown'] = time.monotonic() - t0
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # -- commands -----------------------------------------------------------
+
+    def run(self, argv_or_script: list[str] | str, input: bytes | str | None = None,
+            check: bool = True, timeout: float | None = 300, text: bool = True
+            ) -> subprocess.CompletedProcess:
+        """Run a command in the guest as root over ssh.
+
+        A list is an argv (quoted for the remote shell); a str is a bash
+        script. stdout/stderr are captured (str if text else bytes). With
+        check=True a non-zero exit raises GuestCommandError.
+        """
+        if self._proc is None:
+            raise LabError('guest is not running')
+        if isinstance(argv_or_script, str):
+            remote = 'bash -c ' + shlex.quote(argv_or_script)
+        else:
+            remote = shlex.join(str(a) for a in argv_or_script)
+        if isinstance(input, str):
+            input = input.encode()
+        argv = self._ssh_base() + [f'{self.user}@{self.host}', remote]
+        try:
+            r = subprocess.run(argv, input=input,
+                               stdin=None if input is not None else subprocess.DEVNULL,
+                               capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise LabError(f'guest command timed out after {timeout}s: {remote}') from exc
+        out, err = r.stdout, r.stderr
+        if text:
+            out, err = out.decode(errors='replace'), err.decode(errors='replace')
+        result = subprocess.CompletedProcess(argv_or_script, r.returncode, out, err)
+        if check and r.returncode != 0:
+            raise GuestCommandError(r.returncode, argv_or_script, out, err)
+        return result
+
+    def setup_storage_host(self) -> None:
+        """Run setup-storage-host.sh (the operator recipe) in the guest."""
+        r = self.run(['bash', '-s', '--', self.pool, self.parent_dataset, '/dev/vdb'],
+                     input=SETUP_SCRIPT.read_bytes(), check=False, timeout=300)
+        for line in r.stdout.splitlines():
+            self.log(f'  {line}')
+        if r.returncode != 0:
+            raise LabError(f'setup-storage-host.sh failed ({r.returncode}):\n'
+                           + _tail(r.stdout + r.stderr, 30))
+
+    def use_target(self, helper: str) -> None:
+        """Make tgt ('tgtadm') or LIO ('lioadm') the one iSCSI target on 3260."""
+        if helper == 'tgtadm':
+            script = r'''
+set -e
+if [ -d /sys/kernel/config/target/iscsi ] || lsmod | grep -q '^iscsi_target_mod '; then
+    targetcli clearconfig confirm=True >/dev/null
+fi
+systemctl start tgt
+for i in $(seq 1 100); do
+    tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 && exit 0
+    sleep 0.1
+done
+tgtadm --lld iscsi --mode target --op show
+'''
+        elif helper == 'lioadm':
+            script = r'''
+set -e
+systemctl stop tgt
+modprobe -a target_core_mod iscsi_target_mod target_core_iblock
+targetcli ls / 1 >/dev/null
+'''
+        else:
+            raise ValueError(f'target helper must be one of {TARGET_HELPERS}, not {helper!r}')
+        self.run(script, timeout=180)
+        self.target = helper
+
+    def wait_for_path(self, path: str, timeout: float = 30) -> None:
+        """Wait in the guest until ``path`` exists (e.g. a /dev/zvol node)."""
+        self.run(f'for i in $(seq 1 {int(timeout * 10)}); do '
+                 f'[ -e {shlex.quote(path)} ] && exit 0; sleep 0.1; done; '
+                 f'echo "timed out waiting for {path}" >&2; exit 1',
+                 timeout=timeout + 30)
+
+    def env(self) -> dict[str, str]:
+        """CINDER_ZOL_LAB_* variables describing this guest (for child processes)."""
+        return {
+            ENV_PREFIX + 'HOST': self.host,
+            ENV_PREFIX + 'SSH_PORT': str(self.ssh_port),
+            ENV_PREFIX + 'ISCSI_PORT': str(self.iscsi_port),
+            ENV_PREFIX + 'USER': self.user,
+            ENV_PREFIX + 'KEY': str(self.private_key),
+            ENV_PREFIX + 'KNOWN_HOSTS': str(self.known_hosts),
+            ENV_PREFIX + 'POOL': self.pool,
+            ENV_PREFIX + 'PARENT': self.parent_dataset,
+            ENV_PREFIX + 'RUN_DIR': str(self.run_dir),
+            ENV_PREFIX + 'TARGET': self.target or '',
+        }
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def main_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
