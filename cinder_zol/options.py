@@ -1,0 +1,81 @@
+"""Every configuration option the driver adds, in one place.
+
+Cinder's own options are reused where they exist (``san_*``, ``ssh_*``,
+``target_*``, ``use_chap_auth``, ``max_over_subscription_ratio``...); the
+``zol_*`` options below cover only what Cinder has no option for.
+"""
+
+from oslo_config import cfg
+
+from cinder.volume import configuration
+
+zfs_opts = [
+    cfg.StrOpt('zol_dataset',
+               default='tank/cinder',
+               help='Parent ZFS dataset on the storage host under which all '
+                    'volumes of this backend are created, e.g. tank/cinder. '
+                    'It must exist (zfs create tank/cinder) and should be '
+                    'dedicated to this backend: the driver only ever '
+                    'touches datasets below it that carry its own '
+                    'cinder_zol:managed property.'),
+    cfg.StrOpt('zol_volblocksize',
+               help='volblocksize for new zvols, e.g. 16K. Unset means the '
+                    'ZFS default of the storage host. Fixed at creation.'),
+    cfg.DictOpt('zol_zvol_properties',
+                default={},
+                help='Extra ZFS properties set on every new zvol, e.g. '
+                     'compression:lz4,logbias:throughput. A volume type can '
+                     'add or override properties with extra specs named '
+                     'zfs:<property>.'),
+]
+
+ssh_opts = [
+    cfg.StrOpt('zol_ssh_known_hosts_file',
+               help='known_hosts file holding the storage host key. Unset '
+                    'means Cinder\'s ssh_hosts_key_file '
+                    '($state_path/ssh_known_hosts). An unknown or changed '
+                    'host key is refused unless zol_ssh_trust_on_first_use '
+                    'is set.'),
+    cfg.BoolOpt('zol_ssh_trust_on_first_use',
+                default=False,
+                help='Accept and record the storage host key on the very '
+                     'first connection when it is not yet in the known_hosts '
+                     'file. A changed key is always refused.'),
+    cfg.IntOpt('zol_ssh_command_timeout',
+               default=300,
+               min=1,
+               help='Seconds one command on the storage host may run before '
+                    'it is abandoned and reported as timed out.'),
+    cfg.BoolOpt('zol_use_sudo',
+                default=False,
+                help='Prefix every command with "sudo -n" (for a non-root '
+                     'san_login with password-less sudo for zfs and the '
+                     'target tools).'),
+]
+
+target_opts = [
+    cfg.StrOpt('zol_target_helper',
+               default='tgtadm',
+               choices=[('tgtadm', 'Linux SCSI target framework (tgtd), '
+                                   'one config file per volume in '
+                                   '/etc/tgt/conf.d'),
+                        ('lioadm', 'LIO kernel target, managed through '
+                                   'rtslib/targetcli, saved with '
+                                   'saveconfig')],
+               help='iSCSI target implementation on the storage host.'),
+    cfg.IntOpt('zol_device_wait_timeout',
+               default=30,
+               min=1,
+               help='Seconds to wait for /dev/zvol/<dataset> to appear (udev) '
+                    'before exporting a volume.'),
+]
+
+ALL_OPTS = zfs_opts + ssh_opts + target_opts
+
+CONF = cfg.CONF
+CONF.register_opts(ALL_OPTS, group=configuration.SHARED_CONF_GROUP)
+
+
+def list_opts():
+    """Entry point for oslo-config-generator (namespace cinder_zol)."""
+    return [(configuration.SHARED_CONF_GROUP, ALL_OPTS)]
