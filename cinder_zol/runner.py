@@ -13,7 +13,6 @@ import contextlib
 import os
 import shlex
 import socket
-import subprocess
 import threading
 import time
 
@@ -36,7 +35,8 @@ _CONNECTION_ERRORS = (paramiko.SSHException, socket.error, EOFError)
 
 def command_line(argv):
     """Quote argv for a POSIX shell: the only quoting point of the driver."""
-    if not argv or not all(isinstance(a, str) for a in argv):
+    if not isinstance(argv, (list, tuple)) or not argv or \
+            not all(isinstance(a, str) for a in argv):
         raise ValueError('command must be a non-empty list of strings: %r'
                          % (argv,))
     for arg in argv:
@@ -96,15 +96,24 @@ class LocalRunner(Runner):
     """For cinder-volume running on the storage host itself (san_is_local)."""
 
     def _execute(self, argv, cmd, input, timeout):
+        started = []
         try:
             out, err = processutils.execute(
-                *argv, process_input=input, timeout=timeout, binary=True)
+                *argv, process_input=input, timeout=timeout, binary=True,
+                on_execute=started.append)
             return 0, out, err
         except processutils.ProcessExecutionError as e:
             return e.exit_code, e.stdout.encode(), e.stderr.encode()
         except OSError as e:
             return 127, b'', str(e).encode()
-        except subprocess.TimeoutExpired:
+        except Exception as e:
+            # subprocess.TimeoutExpired, from whichever subprocess module
+            # (stdlib or eventlet's green one) processutils used.
+            if type(e).__name__ != 'TimeoutExpired':
+                raise
+            for proc in started:
+                proc.kill()
+                proc.wait()
             raise exception.CommandTimeout(cmd=strutils.mask_password(cmd),
                                            host=self.host, timeout=timeout)
 

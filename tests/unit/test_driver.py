@@ -39,7 +39,8 @@ class DriverTestBase(test.TestCase):
     def setUp(self):
         super().setUp()
         self.ctxt = context.get_admin_context()
-        self.configuration = conf.Configuration(options.ALL_OPTS, config_group='zol')
+        self.configuration = conf.Configuration(options.ALL_OPTS,
+                                                config_group='zol')
         self.host = fake_zfs.FakeZfsHost(PARENT)
         self.target = mock.Mock()
         self.mock_object(driver_mod.runner_mod, 'from_configuration',
