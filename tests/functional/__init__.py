@@ -1,0 +1,4 @@
+# Cinder objects must be registered before driver modules are imported.
+from cinder import objects
+
+objects.register_all()
