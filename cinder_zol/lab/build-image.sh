@@ -284,7 +284,7 @@ echo "  cache: $CACHE_DIR   log: $LOG"
 run_step "debootstrap $SUITE minbase (~1 min)" step_debootstrap
 run_step "apt sources (main contrib), base config" step_base
 run_step "kernel, headers, dkms, tgt, targetcli, open-iscsi (~1-2 min)" step_kernel_tools
-run_step "zfs-dkms + zfsutils-linux (DKMS compile, ~3-5 min)" step_zfs
+run_step "zfs-dkms + zfsutils-linux (DKMS compile, ~4-6 min)" step_zfs
 run_step "verify zfs DKMS module for the guest kernel" step_verify_dkms
 run_step "configure network, ssh keys, services" step_configure
 run_step "initramfs, copy out kernel + initrd" step_initramfs
