@@ -59,15 +59,17 @@ def cmd_build(args) -> int:
     return 0
 
 
-def _boot(args) -> lab.LabGuest:
-    g = lab.LabGuest(pool=args.pool, parent_dataset=args.parent, memory_mb=args.memory,
-                     keep=args.keep, log=log)
+def _guest(args) -> lab.LabGuest:
+    return lab.LabGuest(pool=args.pool, parent_dataset=args.parent, memory_mb=args.memory,
+                        keep=args.keep, log=log)
+
+
+def _boot(g: lab.LabGuest, args) -> None:
     g.start()
     if getattr(args, 'target', None):
         t0 = time.monotonic()
         g.use_target(args.target)
         log(f'lab: iSCSI target: {args.target} ({time.monotonic() - t0:.1f}s)')
-    return g
 
 
 def _teardown(g: lab.LabGuest | None) -> None:
@@ -85,10 +87,10 @@ def cmd_run(args) -> int:
     if not cmd:
         log('lab run: no command given (usage: run [--target H] -- CMD...)')
         return 2
-    g = None
+    g = _guest(args)
     child = None
     try:
-        g = _boot(args)
+        _boot(g, args)
         env = dict(os.environ, **g.env())
         log(f'lab: running {shlex.join(cmd)}')
         child = subprocess.Popen(cmd, env=env)
@@ -107,7 +109,7 @@ def cmd_run(args) -> int:
                 except subprocess.TimeoutExpired:
                     child.kill()
                     child.wait()
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
     except lab.LabError as exc:
         log(f'lab: error: {exc}')
         return 3
@@ -116,9 +118,9 @@ def cmd_run(args) -> int:
 
 
 def cmd_shell(args) -> int:
-    g = None
+    g = _guest(args)
     try:
-        g = _boot(args)
+        _boot(g, args)
         print(shlex.join(g.ssh_argv()), flush=True)
         log('lab: guest is up; Ctrl-C to stop it')
         for k, v in g.env().items():

@@ -24,10 +24,12 @@ import hashlib
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -204,6 +206,22 @@ def _free_port(exclude: set[int] = frozenset()) -> int:
         if port not in exclude:
             return port
     raise LabError('no free local port')
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold off SIGINT/SIGTERM/SIGHUP (delivered on exit) so a second Ctrl-C
+    cannot cut a teardown short. Only for code that starts no process: a
+    child would inherit the blocked mask."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                 {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _qemu_path(path: Path) -> str:
@@ -451,20 +469,44 @@ class LabGuest:
 
     def stop(self) -> None:
         """Stop QEMU (the process we started, by its PID); remove the run dir
-        unless keep=True. Idempotent."""
-        t0 = time.monotonic()
-        had_proc = self._proc is not None
-        self._stop_master()
-        self._stop_qemu()
-        with contextlib.suppress(Exception):
-            atexit.unregister(self.stop)
-        if self.run_dir is not None and self.run_dir.exists():
-            if self.keep:
-                self.log(f'lab: kept run dir {self.run_dir}')
-            else:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-        if had_proc:
-            self.timings['teardown'] = time.monotonic() - t0
+        unless keep=True. Idempotent; a Ctrl-C during it is held until it ends."""
+        with _signals_deferred():
+            t0 = time.monotonic()
+            had_proc = self._proc is not None
+            self._stop_master()
+            self._stop_qemu()
+            self._stop_orphan_qemu()
+            with contextlib.suppress(Exception):
+                atexit.unregister(self.stop)
+            if self.run_dir is not None and self.run_dir.exists():
+                if self.keep:
+                    self.log(f'lab: kept run dir {self.run_dir}')
+                else:
+                    shutil.rmtree(self.run_dir, ignore_errors=True)
+            if had_proc:
+                self.timings['teardown'] = time.monotonic() - t0
+
+    def _stop_orphan_qemu(self) -> None:
+        """If we were interrupted between starting QEMU and keeping its Popen,
+        find it by the pidfile it wrote in our run dir (and check that the
+        process's command line names our run dir) and stop it."""
+        if self.run_dir is None:
+            return
+        pidfile = self.run_dir / 'qemu.pid'
+        try:
+            pid = int(pidfile.read_text().split()[0])
+            cmdline = Path(f'/proc/{pid}/cmdline').read_bytes()
+        except (OSError, ValueError, IndexError):
+            return
+        if str(self.run_dir).encode() not in cmdline or b'qemu-system' not in cmdline:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(150):
+                time.sleep(0.1)
+                if not Path(f'/proc/{pid}').exists():
+                    return
+            os.kill(pid, signal.SIGKILL)
 
     @property
     def running(self) -> bool:
