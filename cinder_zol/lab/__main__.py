@@ -6,6 +6,9 @@
                                           exit with CMD's exit code
   shell                                   boot a guest, print the ssh command,
                                           wait for Ctrl-C
+  demo [--target tgtadm|lioadm]           boot a guest and take one volume
+                                          through its life with the driver
+                                          (needs cinder; see demo.py)
 
 Environment given to CMD: CINDER_ZOL_LAB_HOST, _SSH_PORT, _ISCSI_PORT, _USER,
 _KEY, _KNOWN_HOSTS, _POOL, _PARENT, _RUN_DIR, _TARGET.
@@ -139,15 +142,37 @@ def cmd_shell(args) -> int:
         _teardown(g)
 
 
+def cmd_demo(args) -> int:
+    if __package__:
+        from . import demo
+    else:
+        import demo  # type: ignore[no-redef]
+    g = _guest(args)
+    try:
+        _boot(g, args)
+        demo.run(g, log=log)
+        return 0
+    except (KeyboardInterrupt, _Terminated) as exc:
+        log('lab: interrupted; tearing down')
+        return 143 if isinstance(exc, _Terminated) else 130
+    except lab.LabError as exc:
+        log(f'lab: error: {exc}')
+        return 3
+    finally:
+        _teardown(g)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog='python -m cinder_zol.lab', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
     sub.add_parser('build', help='build (or reuse) the guest image')
-    for name in ('run', 'shell'):
-        sp = sub.add_parser(name, help='boot a guest and run CMD' if name == 'run'
-                            else 'boot a guest for a human')
+    helps = {'run': 'boot a guest and run CMD', 'shell': 'boot a guest for a human',
+             'demo': 'boot a guest and run the driver through one volume life'}
+    for name in ('run', 'shell', 'demo'):
+        sp = sub.add_parser(name, help=helps[name])
         sp.add_argument('--target', choices=lab.TARGET_HELPERS,
+                        default='tgtadm' if name == 'demo' else None,
                         help='iSCSI target to activate in the guest')
         sp.add_argument('--pool', default='tank')
         sp.add_argument('--parent', default=None, help='parent dataset (default POOL/cinder)')
@@ -162,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_build(args)
         if args.command == 'run':
             return cmd_run(args)
+        if args.command == 'demo':
+            return cmd_demo(args)
         return cmd_shell(args)
     except lab.LabError as exc:
         log(f'lab: error: {exc}')
