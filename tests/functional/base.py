@@ -19,9 +19,10 @@ from cinder.tests.unit import test
 from cinder.volume import configuration as conf
 
 from cinder_zol import driver as driver_mod
+from cinder_zol.lab import backend
 from cinder_zol import options
 
-ENV = 'CINDER_ZOL_LAB_'
+ENV = backend.ENV_PREFIX
 GROUP = 'zol_lab'
 
 
@@ -55,16 +56,7 @@ class LabTestCase(test.TestCase):
         configuration = conf.Configuration(options.ALL_OPTS,
                                            config_group=GROUP)
         drv = driver_mod.ZFSonLinuxISCSIDriver(configuration=configuration)
-        settings = dict(
-            san_ip=self.lab['host'], san_ssh_port=int(self.lab['ssh_port']),
-            san_login=self.lab.get('user', 'root'),
-            san_private_key=self.lab['key'],
-            zol_ssh_known_hosts_file=self.lab['known_hosts'],
-            zol_dataset=self.parent,
-            zol_target_helper=self.lab.get('target') or 'tgtadm',
-            target_ip_address='127.0.0.1',
-            target_port=int(self.lab['iscsi_port']),
-            volume_backend_name='zol_lab')
+        settings = backend.settings(os.environ)
         settings.update(overrides)
         for key, value in settings.items():
             self.override_config(key, value, GROUP)
