@@ -40,10 +40,11 @@ def command_line(argv):
         raise ValueError('command must be a non-empty list of strings: %r'
                          % (argv,))
     for arg in argv:
-        if '\0' in arg or '\n' in arg:
+        # shlex.quote keeps newlines (scripts given to sh -c) literal; a NUL
+        # cannot travel in an argument at all.
+        if '\0' in arg:
             raise exception.UnsafeName(
-                reason='command argument contains a NUL or newline: %r'
-                % arg)
+                reason='command argument contains a NUL byte: %r' % arg)
     return ' '.join(shlex.quote(a) for a in argv)
 
 

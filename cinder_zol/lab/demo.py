@@ -33,7 +33,7 @@ class _Steps:
         return result
 
 
-def _driver(env):
+def make_driver(env):
     """A ZFSonLinuxISCSIDriver configured like cinder-volume would."""
     from oslo_config import cfg
 
@@ -56,7 +56,7 @@ def _driver(env):
     return drv, ctxt
 
 
-def _volume(ctxt, size):
+def make_volume(ctxt, size):
     from cinder import objects
     return objects.Volume(
         context=ctxt, id=str(uuid.uuid4()), _name_id=None, size=size,
@@ -65,7 +65,7 @@ def _volume(ctxt, size):
         volume_attachment=objects.VolumeAttachmentList(objects=[]))
 
 
-def _snapshot(ctxt, vol):
+def make_snapshot(ctxt, vol):
     from cinder import objects
     return objects.Snapshot(context=ctxt, id=str(uuid.uuid4()),
                             volume_id=vol.id, volume_size=vol.size,
@@ -75,7 +75,8 @@ def _snapshot(ctxt, vol):
 def run(g: lab.LabGuest, log=print) -> None:
     env = g.env()
     step = _Steps(log)
-    drv, ctxt = step('configure driver, check_for_setup_error', _driver, env)
+    drv, ctxt = step('configure driver, check_for_setup_error', make_driver,
+                     env)
     connector = {'initiator': INITIATOR, 'ip': '127.0.0.1', 'host': 'demo',
                  'multipath': False}
 
@@ -90,15 +91,15 @@ def run(g: lab.LabGuest, log=print) -> None:
         drv.terminate_connection(vol, connector)
         drv.remove_export(ctxt, vol)
 
-    vol = _volume(ctxt, 1)
+    vol = make_volume(ctxt, 1)
     step(f'create_volume {vol.name} (1 GiB, sparse)', drv.create_volume, vol)
     session = step('export + initialize_connection (CHAP, ACL)', attach, vol)
     step('iSCSI write 16 MiB of 0x5a (qemu-io)', session.write_pattern,
          0x5a, 16 * MiB)
     step('detach', detach, vol)
-    snap = _snapshot(ctxt, vol)
+    snap = make_snapshot(ctxt, vol)
     step('create_snapshot', drv.create_snapshot, snap)
-    clone = _volume(ctxt, 2)
+    clone = make_volume(ctxt, 2)
     step('create_volume_from_snapshot (2 GiB clone)',
          drv.create_volume_from_snapshot, clone, snap)
     clone_session = step('export the clone', attach, clone)

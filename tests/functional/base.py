@@ -90,8 +90,26 @@ class LabTestCase(test.TestCase):
             prop, self.parent, name)).strip()
 
     def assert_host_clean(self):
-        self.assertEqual([self.parent], self.zfs_names(),
+        names = self.zfs_names()
+        if names != [self.parent]:
+            self.scrub()
+        self.assertEqual([self.parent], names,
                          'the storage host must hold only the parent dataset')
+
+    def scrub(self):
+        """Clear exports and zvols after a failed test.
+
+        The next test then starts clean; the failure is still reported.
+        """
+        self.guest(
+            'targetcli clearconfig confirm=True >/dev/null 2>&1; '
+            'for t in $(tgtadm --lld iscsi --mode target --op show 2>/dev/null'
+            ' | sed -n "s/^Target \\([0-9]*\\):.*/\\1/p"); do '
+            'tgtadm --lld iscsi --mode target --op delete --force --tid $t; '
+            'done; rm -f /etc/tgt/conf.d/cinder-zol-*; '
+            'for d in $(zfs list -H -o name -t volume -d 1 %s); do '
+            'zfs destroy -R "$d"; done' % shlex.quote(self.parent),
+            check=False)
 
     def assert_usable(self, name, size):
         """The zvol exists with the right size and its device reads."""
