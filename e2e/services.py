@@ -10,13 +10,13 @@ here by that process group's id, never by name.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import requests
 
@@ -163,7 +163,8 @@ def cinder_conf(state: Path, lab_env: dict, amqp_port: int,
 class Stack:
     """RabbitMQ + cinder-api + cinder-scheduler + cinder-volume."""
 
-    def __init__(self, state: Path, lab_env: dict, api_port: int | None = None):
+    def __init__(self, state: Path, lab_env: dict,
+                 api_port: int | None = None):
         self.state = state
         self.lab_env = lab_env
         self.bindir = Path(sys.executable).parent
@@ -259,7 +260,8 @@ class Stack:
         t0 = time.monotonic()
         log = self.logs / 'cinder-manage.log'
         with open(log, 'ab') as out:
-            r = subprocess.run(self._cinder_argv('cinder-manage', 'db', 'sync'),
+            r = subprocess.run(self._cinder_argv('cinder-manage', 'db',
+                                                 'sync'),
                                stdin=subprocess.DEVNULL, stdout=out,
                                stderr=subprocess.STDOUT, timeout=300)
         if r.returncode:
@@ -294,7 +296,8 @@ class Stack:
                 pass
             if time.monotonic() > deadline:
                 raise ServiceError(f'cinder-api did not answer within '
-                                   f'{timeout:.0f}s\n{self.log_tail("cinder-api")}')
+                                   f'{timeout:.0f}s\n'
+                                   f'{self.log_tail("cinder-api")}')
             time.sleep(0.3)
         self.timings['cinder-api answering'] = time.monotonic() - t0
 
@@ -318,7 +321,8 @@ class Stack:
                 break
             if time.monotonic() > deadline:
                 raise ServiceError('cinder-volume not ready within '
-                                   f'{timeout:.0f}s\n{self.log_tail("cinder-volume")}')
+                                   f'{timeout:.0f}s\n'
+                                   f'{self.log_tail("cinder-volume")}')
             time.sleep(0.3)
         return time.monotonic() - proc.started_at
 
@@ -326,7 +330,8 @@ class Stack:
         proc = self.procs[name]
         if not proc.alive():
             code = proc.popen.returncode if proc.popen else None
-            raise ServiceError(f'{name} exited ({code})\n{self.log_tail(name)}')
+            raise ServiceError(f'{name} exited ({code})\n'
+                               f'{self.log_tail(name)}')
 
     def log_tail(self, name: str, lines: int = 40, debug: bool = True) -> str:
         """The end of a service's log (and of its stdout if it died)."""
