@@ -7,13 +7,15 @@ back after a tgtd or host restart (Debian's tgt includes
 the storage host lock; the scripts take their parameters as positional
 arguments (no secrets) and config text on stdin.
 
-Access control: tgt admits an initiator when its address matches an
-address ACL AND (the name ACL list is empty OR its name is listed). An
-empty name list would admit anybody, so every config carries
-``initiator-address ALL`` plus a placeholder ``initiator-name`` that no
-initiator uses, and the real initiators are added and removed at runtime
-(``tgtadm --op bind/unbind --initiator-name``, no session disruption) and in
-the file. After every change the resulting ACL is read back and checked.
+Access control: tgtd (1.0.83, measured on the lab host) admits an
+initiator when its address matches an address ACL OR its name is in the
+name ACL, and tgt-admin binds the address ``ALL`` when a target has neither.
+So a config carries no ``initiator-address`` at all, only a placeholder
+``initiator-name`` that no initiator uses (keeping tgt-admin from binding
+``ALL``) and the real initiators, which are also added and removed at
+runtime (``tgtadm --op bind/unbind --initiator-name``, no session
+disruption). After every change the live ACL is read back: ``ALL`` or any
+address there is an error, since it would admit every initiator.
 
 Resize: tgtd caches the LUN size, so ``refresh_size`` deletes and re-adds
 LUN 1 of the live target (same backing store, same scsi_id/scsi_sn) instead
@@ -191,9 +193,16 @@ CONF_TEMPLATE = """\
     backing-store %(device)s
     scsi_id %(volume_id)s
     scsi_sn %(volume_id)s
-%(chap)s    initiator-address ALL
-%(initiators)s</target>
+%(chap)s%(initiators)s</target>
 """
+
+_NAME_PREFIXES = ('iqn.', 'eui.', 'naa.')
+
+
+def is_initiator_name(acl_entry):
+    """An initiator-name ACL entry (as opposed to an address or ALL)."""
+    return acl_entry.startswith(_NAME_PREFIXES)
+
 
 _CONF_INITIATOR_RE = re.compile(r'^\s*initiator-name\s+(\S+)\s*$', re.M)
 _CONF_TARGET_RE = re.compile(r'^<target\s+(\S+)>\s*$', re.M)
@@ -288,6 +297,12 @@ class TgtTarget(base.ISCSITarget):
             return _('LUN %(lun)d of tid %(tid)s is %(got)s, not %(dev)s') % {
                 'lun': LUN, 'tid': live['tid'],
                 'got': live['luns'].get(LUN), 'dev': device}
+        open_to_all = [a for a in live['acls'] if not is_initiator_name(a)]
+        if open_to_all:
+            return _('the target admits initiators by address (%s), which '
+                     'tgtd lets in regardless of their name; remove '
+                     'initiator-address from its config') % ', '.join(
+                         open_to_all)
         missing = [i for i in [PLACEHOLDER_INITIATOR] + list(initiators)
                    if i not in live['acls']]
         if missing:
@@ -333,8 +348,8 @@ class TgtTarget(base.ISCSITarget):
     def _ensure(self, volume, iqn, device, chap, initiators):
         conf_text, targets = state = self._state(volume)
         live = targets.get(iqn)
-        if (live and conf_text and live['luns'].get(LUN) == device and
-                PLACEHOLDER_INITIATOR in live['acls']):
+        if (live and conf_text and
+                not self._problem(live, device, [])):
             LOG.debug('ensure_export: %s is in place.', iqn)
             return
         LOG.info('ensure_export: recreating export %s.', iqn)
