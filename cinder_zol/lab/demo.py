@@ -61,7 +61,8 @@ def make_volume(ctxt, size):
     return objects.Volume(
         context=ctxt, id=str(uuid.uuid4()), _name_id=None, size=size,
         volume_type_id=None, provider_location=None, provider_auth=None,
-        multiattach=False, status='available',
+        multiattach=False, status='available', attach_status='detached',
+        encryption_key_id=None, metadata={}, admin_metadata={},
         volume_attachment=objects.VolumeAttachmentList(objects=[]))
 
 

@@ -233,7 +233,8 @@ class LabGuest:
     """A booted lab storage host (context manager).
 
     Attributes, valid after start(): ``host`` ('127.0.0.1'), ``ssh_port``,
-    ``iscsi_port`` (forwarded to the guest's 3260), ``user`` ('root'),
+    ``iscsi_port`` (forwarded to the same port in the guest, where the
+    active target listens), ``user`` ('root'),
     ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
     ``run_dir``, ``console_log``, ``image``, ``pid`` (QEMU's), ``target``
     (last helper passed to use_target), ``timings`` (seconds).
@@ -343,7 +344,7 @@ class LabGuest:
 
     def qemu_argv(self, overlay: Path, scratch: Path) -> list[str]:
         fwd = (f'hostfwd=tcp:{self.host}:{self.ssh_port}-:22,'
-               f'hostfwd=tcp:{self.host}:{self.iscsi_port}-:3260')
+               f'hostfwd=tcp:{self.host}:{self.iscsi_port}-:{self.iscsi_port}')
         return [
             'qemu-system-x86_64',
             '-name', 'cinder-zol-lab',
@@ -557,7 +558,10 @@ class LabGuest:
                            + _tail(r.stdout + r.stderr, 30))
 
     def use_target(self, helper: str) -> None:
-        """Make tgt ('tgtadm') or LIO ('lioadm') the one iSCSI target on 3260."""
+        """Make tgt ('tgtadm') or LIO ('lioadm') the one iSCSI target."""
+        # The driver advertises target_port = iscsi_port, and the forward
+        # keeps that number inside the guest: tgt gets an extra portal on
+        # it, LIO creates its portal there itself.
         if helper == 'tgtadm':
             script = r'''
 set -e
@@ -566,11 +570,12 @@ if [ -d /sys/kernel/config/target/iscsi ] || lsmod | grep -q '^iscsi_target_mod 
 fi
 systemctl start tgt
 for i in $(seq 1 100); do
-    tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 && exit 0
+    tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 && break
     sleep 0.1
 done
-tgtadm --lld iscsi --mode target --op show
-'''
+tgtadm --lld iscsi --mode portal --op show | grep -q ":PORT\b" ||
+    tgtadm --lld iscsi --mode portal --op new --param portal=0.0.0.0:PORT
+'''.replace('PORT', str(self.iscsi_port))
         elif helper == 'lioadm':
             script = r'''
 set -e
