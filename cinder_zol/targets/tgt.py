@@ -9,13 +9,13 @@ arguments (no secrets) and config text on stdin.
 
 Access control: tgtd (1.0.83, measured on the lab host) admits an
 initiator when its address matches an address ACL OR its name is in the
-name ACL, and tgt-admin binds the address ``ALL`` when a target has neither.
-So a config carries no ``initiator-address`` at all, only a placeholder
-``initiator-name`` that no initiator uses (keeping tgt-admin from binding
-``ALL``) and the real initiators, which are also added and removed at
-runtime (``tgtadm --op bind/unbind --initiator-name``, no session
-disruption). After every change the live ACL is read back: ``ALL`` or any
-address there is an error, since it would admit every initiator.
+name ACL, and tgt-admin binds the address ``ALL`` to every target whose
+config has no ``initiator-address``. So each config names one address no
+initiator can connect from (``255.255.255.255``), a placeholder
+``initiator-name`` and the real initiators, which are also added and
+removed at runtime (``tgtadm --op bind/unbind --initiator-name``, no
+session disruption). After every change the live ACL is read back: ``ALL``
+or any other address there is an error, since it admits every initiator.
 
 Resize: tgtd caches the LUN size, so ``refresh_size`` deletes and re-adds
 LUN 1 of the live target (same backing store, same scsi_id/scsi_sn) instead
@@ -37,6 +37,8 @@ CONF_DIR = '/etc/tgt/conf.d'
 LUN = 1
 # Never a real initiator: keeps tgt's name ACL list non-empty.
 PLACEHOLDER_INITIATOR = 'iqn.2010-10.org.openstack:cinder-zol.nobody'
+# Never a TCP peer: its presence stops tgt-admin from binding ALL.
+PLACEHOLDER_ADDRESS = '255.255.255.255'
 SHOW_MARK = '@@cinder-zol-tgtadm-show@@'
 
 _TID_AWK = ('awk -v iqn="$iqn" \'$1 == "Target" && $3 == iqn '
@@ -193,7 +195,8 @@ CONF_TEMPLATE = """\
     backing-store %(device)s
     scsi_id %(volume_id)s
     scsi_sn %(volume_id)s
-%(chap)s%(initiators)s</target>
+%(chap)s    initiator-address %(no_address)s
+%(initiators)s</target>
 """
 
 _NAME_PREFIXES = ('iqn.', 'eui.', 'naa.')
@@ -248,7 +251,7 @@ def render_conf(volume_id, iqn, device, chap, initiators):
                                        if i != PLACEHOLDER_INITIATOR]
     return CONF_TEMPLATE % {
         'volume_id': volume_id, 'iqn': iqn, 'device': device,
-        'chap': chap_line,
+        'chap': chap_line, 'no_address': PLACEHOLDER_ADDRESS,
         'initiators': ''.join('    initiator-name %s\n' % base.
                               validate_iscsi_name(i, 'initiator')
                               for i in names)}
@@ -297,14 +300,15 @@ class TgtTarget(base.ISCSITarget):
             return _('LUN %(lun)d of tid %(tid)s is %(got)s, not %(dev)s') % {
                 'lun': LUN, 'tid': live['tid'],
                 'got': live['luns'].get(LUN), 'dev': device}
-        open_to_all = [a for a in live['acls'] if not is_initiator_name(a)]
+        open_to_all = [a for a in live['acls'] if not is_initiator_name(a)
+                       and a != PLACEHOLDER_ADDRESS]
         if open_to_all:
             return _('the target admits initiators by address (%s), which '
                      'tgtd lets in regardless of their name; remove '
                      'initiator-address from its config') % ', '.join(
                          open_to_all)
-        missing = [i for i in [PLACEHOLDER_INITIATOR] + list(initiators)
-                   if i not in live['acls']]
+        missing = [i for i in [PLACEHOLDER_ADDRESS, PLACEHOLDER_INITIATOR] +
+                   list(initiators) if i not in live['acls']]
         if missing:
             return _('initiator-name ACL entries %(missing)s are not active '
                      '(ACL: %(acl)s); this tgt-admin may not support '

@@ -77,7 +77,8 @@ class FakeRunner(object):
 
 def show_target(iqn, device, tid=1, acls=None, sessions=False,
                 with_lun=True):
-    acls = [tgt.PLACEHOLDER_INITIATOR] if acls is None else acls
+    acls = ([tgt.PLACEHOLDER_ADDRESS, tgt.PLACEHOLDER_INITIATOR]
+            if acls is None else acls)
     lines = ['Target %d: %s' % (tid, iqn),
              '    System information:',
              '        Driver: iscsi',

@@ -266,8 +266,9 @@ class TgtTargetTestCase(TargetTestBase):
         self.assertIn('    backing-store %s\n' % self.device, apply.input)
         self.assertIn('    incominguser %s %s\n' % (user, secret),
                       apply.input)
-        # tgtd ORs address and name ACLs: an address would admit anybody
-        self.assertNotIn('initiator-address', apply.input)
+        # tgtd ORs address and name ACLs: only an address nobody has
+        self.assertIn('    initiator-address 255.255.255.255\n', apply.input)
+        self.assertNotIn('initiator-address ALL', apply.input)
         self.assertIn('    initiator-name %s\n' % tgt.PLACEHOLDER_INITIATOR,
                       apply.input)
         self.assertIn('    scsi_id %s\n' % self.volume.id, apply.input)
@@ -328,7 +329,8 @@ class TgtTargetTestCase(TargetTestBase):
         self.state(old, self.live(acls=['ALL', tgt.PLACEHOLDER_INITIATOR,
                                         INITIATOR]))
         self.runner.reply('apply', self.live(
-            acls=[tgt.PLACEHOLDER_INITIATOR, INITIATOR]))
+            acls=[tgt.PLACEHOLDER_ADDRESS, tgt.PLACEHOLDER_INITIATOR,
+                  INITIATOR]))
         self.target.create_export(self.volume, self.device)
         self.assertIn('initiator-name %s\n' % INITIATOR,
                       self.runner.calls[1].input)
@@ -355,8 +357,11 @@ class TgtTargetTestCase(TargetTestBase):
 
     @ddt.data({'with_lun': False},
               {'acls': []},
-              {'acls': ['ALL', tgt.PLACEHOLDER_INITIATOR]},
-              {'acls': ['127.0.0.1', tgt.PLACEHOLDER_INITIATOR]},
+              {'acls': ['ALL', tgt.PLACEHOLDER_ADDRESS,
+                        tgt.PLACEHOLDER_INITIATOR]},
+              {'acls': ['127.0.0.1', tgt.PLACEHOLDER_ADDRESS,
+                        tgt.PLACEHOLDER_INITIATOR]},
+              {'acls': [tgt.PLACEHOLDER_INITIATOR]},
               {'iqn': 'other'})
     def test_create_export_half_made_rolls_back(self, kwargs):
         iqn = kwargs.pop('iqn', self.iqn)
@@ -420,7 +425,8 @@ class TgtTargetTestCase(TargetTestBase):
                                                          'detached')])
         self.state()
         self.runner.reply('apply', self.live(
-            acls=[tgt.PLACEHOLDER_INITIATOR, INITIATOR]))
+            acls=[tgt.PLACEHOLDER_ADDRESS, tgt.PLACEHOLDER_INITIATOR,
+                  INITIATOR]))
         self.target.ensure_export(self.volume, self.device)
         self.assertEqual(['state', 'apply'], self.runner.ops())
         text = self.runner.calls[1].input
@@ -476,7 +482,8 @@ class TgtTargetTestCase(TargetTestBase):
     def test_initialize_connection(self):
         self.exported()
         self.runner.reply('allow', self.live(
-            acls=[tgt.PLACEHOLDER_INITIATOR, INITIATOR]))
+            acls=[tgt.PLACEHOLDER_ADDRESS, tgt.PLACEHOLDER_INITIATOR,
+                  INITIATOR]))
         info = self.target.initialize_connection(
             self.volume, {'initiator': INITIATOR, 'multipath': False})
         self.assertEqual('iscsi', info['driver_volume_type'])
@@ -492,7 +499,8 @@ class TgtTargetTestCase(TargetTestBase):
         self.set_conf(target_secondary_ip_addresses=['192.0.2.11'])
         self.exported()
         self.runner.reply('allow', self.live(
-            acls=[tgt.PLACEHOLDER_INITIATOR, INITIATOR]))
+            acls=[tgt.PLACEHOLDER_ADDRESS, tgt.PLACEHOLDER_INITIATOR,
+                  INITIATOR]))
         info = self.target.initialize_connection(
             self.volume, {'initiator': INITIATOR, 'multipath': True})
         self.assertEqual(2, len(info['data']['target_portals']))
@@ -592,7 +600,8 @@ class TgtParsingTestCase(test.TestCase):
         self.assertEqual({0: 'None', 1: '/dev/zvol/t/volume-1'},
                          parsed[iqn]['luns'])
         self.assertTrue(parsed[iqn]['sessions'])
-        self.assertEqual([tgt.PLACEHOLDER_INITIATOR], parsed[iqn]['acls'])
+        self.assertEqual([tgt.PLACEHOLDER_ADDRESS, tgt.PLACEHOLDER_INITIATOR],
+                         parsed[iqn]['acls'])
         self.assertEqual(['ALL'],
                          parsed['iqn.2010-10.org.openstack:volume-2']['acls'])
         self.assertEqual({}, tgt.parse_show(''))
