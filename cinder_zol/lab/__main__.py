@@ -54,7 +54,8 @@ def cmd_build(args) -> int:
     cached = lab.Image.at(lab.image_dir()).complete()
     image = lab.ensure_image(log=log)
     dt = time.monotonic() - t0
-    log(f'lab: image {"cached" if cached else "built"}: {image.dir} ({dt:.1f}s)')
+    log(f'lab: image {"cached" if cached else "built"}: {image.dir} '
+        f'({dt:.1f}s)')
     info = image.info().strip()
     if info:
         log('  ' + info.replace('\n', '\n  '))
@@ -63,8 +64,8 @@ def cmd_build(args) -> int:
 
 
 def _guest(args) -> lab.LabGuest:
-    return lab.LabGuest(pool=args.pool, parent_dataset=args.parent, memory_mb=args.memory,
-                        keep=args.keep, log=log)
+    return lab.LabGuest(pool=args.pool, parent_dataset=args.parent,
+                        memory_mb=args.memory, keep=args.keep, log=log)
 
 
 def _boot(g: lab.LabGuest, args) -> None:
@@ -163,11 +164,13 @@ def cmd_demo(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog='python -m cinder_zol.lab', description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog='python -m cinder_zol.lab', description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
     sub.add_parser('build', help='build (or reuse) the guest image')
-    helps = {'run': 'boot a guest and run CMD', 'shell': 'boot a guest for a human',
+    helps = {'run': 'boot a guest and run CMD',
+             'shell': 'boot a guest for a human',
              'demo': 'boot a guest and run the driver through one volume life'}
     for name in ('run', 'shell', 'demo'):
         sp = sub.add_parser(name, help=helps[name])
@@ -175,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
                         default='tgtadm' if name == 'demo' else None,
                         help='iSCSI target to activate in the guest')
         sp.add_argument('--pool', default='tank')
-        sp.add_argument('--parent', default=None, help='parent dataset (default POOL/cinder)')
+        sp.add_argument('--parent', default=None,
+                        help='parent dataset (default POOL/cinder)')
         sp.add_argument('--memory', type=int, default=2048, help='guest MiB')
         sp.add_argument('--keep', action='store_true', help='keep the run dir')
         if name == 'run':

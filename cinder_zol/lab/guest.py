@@ -22,6 +22,7 @@ import dataclasses
 import fcntl
 import hashlib
 import os
+from pathlib import Path
 import shlex
 import shutil
 import signal
@@ -31,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Callable
 
 LAB_DIR = Path(__file__).resolve().parent
@@ -46,7 +46,9 @@ TARGET_HELPERS = ('tgtadm', 'lioadm')
 
 def default_cache_dir() -> Path:
     env = os.environ.get('CINDER_ZOL_LAB_CACHE')
-    return Path(env).expanduser() if env else Path.home() / '.cache' / 'cinder-zol'
+    if env:
+        return Path(env).expanduser()
+    return Path.home() / '.cache' / 'cinder-zol'
 
 
 CACHE_DIR = default_cache_dir()
@@ -62,7 +64,8 @@ class GuestCommandError(LabError, subprocess.CalledProcessError):
     """A command run in the guest exited non-zero (``run(check=True)``)."""
 
     def __init__(self, returncode, cmd, output=None, stderr=None):
-        subprocess.CalledProcessError.__init__(self, returncode, cmd, output, stderr)
+        subprocess.CalledProcessError.__init__(self, returncode, cmd, output,
+                                               stderr)
 
     def __str__(self):
         err = self.stderr
@@ -162,14 +165,16 @@ def ensure_image(log: Log = print, cache_dir: Path | None = None) -> Image:
             log(f'lab: removing incomplete image dir {image.dir}')
             shutil.rmtree(image.dir)
         if os.geteuid() != 0:
-            raise LabError('building the lab image needs root (debootstrap, chroot); '
+            raise LabError('building the lab image needs root '
+                           '(debootstrap, chroot); '
                            f'or provide a built image in {image.dir}')
         build_log = cache / f'build-{image.dir.name}.log'
         log(f'lab: building guest image {image.dir} (log: {build_log})')
         env = dict(os.environ, CINDER_ZOL_LAB_LOG=str(build_log))
         proc = subprocess.Popen(
             ['bash', str(BUILD_SCRIPT), str(image.dir), str(cache)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             env=env, text=True, bufsize=1)
         try:
             assert proc.stdout is not None
@@ -188,11 +193,12 @@ def ensure_image(log: Log = print, cache_dir: Path | None = None) -> Image:
                 proc.wait()
             raise
         if rc != 0:
-            raise LabError(f'guest image build failed (exit {rc}); log: {build_log}\n'
+            raise LabError(f'guest image build failed (exit {rc}); '
+                           f'log: {build_log}\n'
                            + _tail_file(build_log, 30))
         if not image.complete():
-            raise LabError(f'image build finished but {image.dir} is incomplete; '
-                           f'log: {build_log}')
+            raise LabError(f'image build finished but {image.dir} is '
+                           f'incomplete; log: {build_log}')
         return image
 
 
@@ -210,14 +216,16 @@ def _free_port(exclude: set[int] = frozenset()) -> int:
 
 @contextlib.contextmanager
 def _signals_deferred():
-    """Hold off SIGINT/SIGTERM/SIGHUP (delivered on exit) so a second Ctrl-C
-    cannot cut a teardown short. Only for code that starts no process: a
-    child would inherit the blocked mask."""
+    """Hold off SIGINT/SIGTERM/SIGHUP (delivered on exit).
+
+    So a second Ctrl-C cannot cut a teardown short. Only for code that
+    starts no process: a child would inherit the blocked mask.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK,
-                                 {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
+    old = signal.pthread_sigmask(
+        signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
     try:
         yield
     finally:
@@ -243,8 +251,10 @@ class LabGuest:
     host = '127.0.0.1'
     user = 'root'
 
-    def __init__(self, pool: str = 'tank', parent_dataset: str | None = None, *,
-                 memory_mb: int = 2048, smp: int = 2, scratch_size_gb: int = 10,
+    def __init__(self, pool: str = 'tank',
+                 parent_dataset: str | None = None, *,
+                 memory_mb: int = 2048, smp: int = 2,
+                 scratch_size_gb: int = 10,
                  boot_timeout: float = 180, keep: bool = False,
                  cache_dir: Path | None = None, log: Log = print,
                  image: Image | None = None):
@@ -324,13 +334,15 @@ class LabGuest:
                 self._wait_for_ssh(t0)
                 break
             except _PortTaken:
-                self.log('lab: a forwarded port was taken; retrying with new ports')
+                self.log('lab: a forwarded port was taken; '
+                         'retrying with new ports')
                 self._stop_qemu()
         else:
             raise LabError('could not start QEMU with free ports')
         self.timings['boot_to_ssh'] = time.monotonic() - t0
         self.log(f'lab: guest up in {self.timings["boot_to_ssh"]:.1f}s '
-                 f'(ssh 127.0.0.1:{self.ssh_port}, iscsi 127.0.0.1:{self.iscsi_port}, '
+                 f'(ssh 127.0.0.1:{self.ssh_port}, '
+                 f'iscsi 127.0.0.1:{self.iscsi_port}, '
                  f'run dir {self.run_dir})')
         self._start_master()
         t1 = time.monotonic()
@@ -351,7 +363,8 @@ class LabGuest:
             '-accel', 'tcg,thread=multi', '-cpu', 'max', '-machine', 'q35',
             '-smp', str(self.smp), '-m', str(self.memory_mb),
             '-nodefaults', '-display', 'none', '-no-reboot',
-            '-kernel', str(self.image.kernel), '-initrd', str(self.image.initrd),
+            '-kernel', str(self.image.kernel),
+            '-initrd', str(self.image.initrd),
             '-append', 'root=/dev/vda rw console=ttyS0 net.ifnames=0 panic=-1',
             '-drive', f'file={_qemu_path(overlay)},format=qcow2,if=virtio,'
                       'cache=unsafe,discard=unmap',
@@ -370,7 +383,8 @@ class LabGuest:
         self._qemu_log = open(self.run_dir / 'qemu.log', 'ab')
         # own session: a terminal's Ctrl-C goes to us, and we stop QEMU
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                      stdout=self._qemu_log, stderr=subprocess.STDOUT,
+                                      stdout=self._qemu_log,
+                                      stderr=subprocess.STDOUT,
                                       start_new_session=True)
         self.pid = self._proc.pid
 
@@ -386,17 +400,19 @@ class LabGuest:
                 '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4',
                 '-o', 'LogLevel=ERROR']
         if control and self._control_path is not None:
-            argv += ['-o', f'ControlPath={self._control_path}', '-o', 'ControlMaster=no']
+            argv += ['-o', f'ControlPath={self._control_path}',
+                     '-o', 'ControlMaster=no']
         return argv
 
     def ssh_argv(self, *remote: str) -> list[str]:
         """ssh command line (no connection sharing) for a human or a child."""
-        return self._ssh_base(control=False) + [f'{self.user}@{self.host}', *remote]
+        return self._ssh_base(control=False) + [f'{self.user}@{self.host}',
+                                                *remote]
 
     def _wait_for_ssh(self, t0: float) -> None:
         deadline = t0 + self.boot_timeout
-        probe = self._ssh_base(control=False) + ['-o', 'ConnectTimeout=10',
-                                                 f'{self.user}@{self.host}', 'true']
+        probe = self._ssh_base(control=False) + [
+            '-o', 'ConnectTimeout=10', f'{self.user}@{self.host}', 'true']
         last = ''
         while True:
             rc = self._proc.poll()
@@ -404,43 +420,54 @@ class LabGuest:
                 qlog = _tail_file(self.run_dir / 'qemu.log', 20)
                 if 'hostfwd' in qlog or 'host forwarding' in qlog:
                     raise _PortTaken()
-                raise LabError(f'QEMU exited ({rc}) during boot.\nqemu.log:\n{qlog}\n'
+                raise LabError(f'QEMU exited ({rc}) during boot.\n'
+                               f'qemu.log:\n{qlog}\n'
                                f'console.log ({self.console_log}):\n'
                                + _tail_file(self.console_log, 40))
             try:
-                r = subprocess.run(probe, stdin=subprocess.DEVNULL, capture_output=True,
-                                   timeout=30)
+                r = subprocess.run(probe, stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=30)
                 if r.returncode == 0:
                     return
                 last = r.stderr.decode(errors='replace').strip()
-                if 'host key' in last.lower() and 'verification failed' in last.lower():
-                    raise LabError(f'guest host key does not match {self.known_hosts}: {last}')
+                if ('host key' in last.lower()
+                        and 'verification failed' in last.lower()):
+                    raise LabError(f'guest host key does not match '
+                                   f'{self.known_hosts}: {last}')
             except subprocess.TimeoutExpired:
                 last = 'ssh probe timed out'
             if time.monotonic() > deadline:
-                raise LabError(f'guest ssh not answering after {self.boot_timeout:.0f}s '
-                               f'(last: {last}).\nconsole.log ({self.console_log}):\n'
+                raise LabError(f'guest ssh not answering after '
+                               f'{self.boot_timeout:.0f}s '
+                               f'(last: {last}).\n'
+                               f'console.log ({self.console_log}):\n'
                                + _tail_file(self.console_log, 40))
             time.sleep(1)
 
     def _start_master(self) -> None:
-        """One shared ssh connection (ours, stopped in stop()): ~0.3 s per run()."""
+        """One shared ssh connection (ours, stopped in stop()).
+
+        Saves ~0.3 s per run().
+        """
         path = self.run_dir / 'ssh.ctl'
         if len(str(path)) > 100:  # unix socket path limit
             return
         argv = self._ssh_base(control=False) + [
-            '-M', '-N', '-o', f'ControlPath={path}', f'{self.user}@{self.host}']
-        self._master = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL,
-                                        stderr=open(self.run_dir / 'ssh-master.log', 'ab'),
-                                        start_new_session=True)
+            '-M', '-N', '-o', f'ControlPath={path}',
+            f'{self.user}@{self.host}']
+        self._master = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.run_dir / 'ssh-master.log', 'ab'),
+            start_new_session=True)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and self._master.poll() is None:
             if path.exists():
                 self._control_path = path
                 return
             time.sleep(0.1)
-        self.log('lab: ssh connection sharing not available; using one ssh per command')
+        self.log('lab: ssh connection sharing not available; '
+                 'using one ssh per command')
         self._stop_master()
 
     def _stop_master(self) -> None:
@@ -469,8 +496,11 @@ class LabGuest:
             self._qemu_log = None
 
     def stop(self) -> None:
-        """Stop QEMU (the process we started, by its PID); remove the run dir
-        unless keep=True. Idempotent; a Ctrl-C during it is held until it ends."""
+        """Stop QEMU (the process we started, by its PID).
+
+        Remove the run dir unless keep=True. Idempotent; a Ctrl-C during it
+        is held until it ends.
+        """
         with _signals_deferred():
             t0 = time.monotonic()
             had_proc = self._proc is not None
@@ -488,9 +518,12 @@ class LabGuest:
                 self.timings['teardown'] = time.monotonic() - t0
 
     def _stop_orphan_qemu(self) -> None:
-        """If we were interrupted between starting QEMU and keeping its Popen,
+        """Stop a QEMU we started but lost track of.
+
+        If we were interrupted between starting QEMU and keeping its Popen,
         find it by the pidfile it wrote in our run dir (and check that the
-        process's command line names our run dir) and stop it."""
+        process's command line names our run dir) and stop it.
+        """
         if self.run_dir is None:
             return
         pidfile = self.run_dir / 'qemu.pid'
@@ -499,7 +532,8 @@ class LabGuest:
             cmdline = Path(f'/proc/{pid}/cmdline').read_bytes()
         except (OSError, ValueError, IndexError):
             return
-        if str(self.run_dir).encode() not in cmdline or b'qemu-system' not in cmdline:
+        if (str(self.run_dir).encode() not in cmdline
+                or b'qemu-system' not in cmdline):
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
@@ -515,7 +549,8 @@ class LabGuest:
 
     # -- commands -----------------------------------------------------------
 
-    def run(self, argv_or_script: list[str] | str, input: bytes | str | None = None,
+    def run(self, argv_or_script: list[str] | str,
+            input: bytes | str | None = None,
             check: bool = True, timeout: float | None = 300, text: bool = True
             ) -> subprocess.CompletedProcess:
         """Run a command in the guest as root over ssh.
@@ -534,22 +569,27 @@ class LabGuest:
             input = input.encode()
         argv = self._ssh_base() + [f'{self.user}@{self.host}', remote]
         try:
-            r = subprocess.run(argv, input=input,
-                               stdin=None if input is not None else subprocess.DEVNULL,
-                               capture_output=True, timeout=timeout)
+            r = subprocess.run(
+                argv, input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            raise LabError(f'guest command timed out after {timeout}s: {remote}') from exc
+            raise LabError(f'guest command timed out after {timeout}s: '
+                           f'{remote}') from exc
         out, err = r.stdout, r.stderr
         if text:
-            out, err = out.decode(errors='replace'), err.decode(errors='replace')
-        result = subprocess.CompletedProcess(argv_or_script, r.returncode, out, err)
+            out = out.decode(errors='replace')
+            err = err.decode(errors='replace')
+        result = subprocess.CompletedProcess(argv_or_script, r.returncode,
+                                             out, err)
         if check and r.returncode != 0:
             raise GuestCommandError(r.returncode, argv_or_script, out, err)
         return result
 
     def setup_storage_host(self) -> None:
         """Run setup-storage-host.sh (the operator recipe) in the guest."""
-        r = self.run(['bash', '-s', '--', self.pool, self.parent_dataset, '/dev/vdb'],
+        r = self.run(['bash', '-s', '--', self.pool, self.parent_dataset,
+                      '/dev/vdb'],
                      input=SETUP_SCRIPT.read_bytes(), check=False, timeout=300)
         for line in r.stdout.splitlines():
             self.log(f'  {line}')
@@ -565,7 +605,8 @@ class LabGuest:
         if helper == 'tgtadm':
             script = r'''
 set -e
-if [ -d /sys/kernel/config/target/iscsi ] || lsmod | grep -q '^iscsi_target_mod '; then
+if [ -d /sys/kernel/config/target/iscsi ] ||
+        lsmod | grep -q '^iscsi_target_mod '; then
     targetcli clearconfig confirm=True >/dev/null
 fi
 systemctl start tgt
@@ -584,7 +625,8 @@ modprobe -a target_core_mod iscsi_target_mod target_core_iblock
 targetcli ls / 1 >/dev/null
 '''
         else:
-            raise ValueError(f'target helper must be one of {TARGET_HELPERS}, not {helper!r}')
+            raise ValueError(f'target helper must be one of {TARGET_HELPERS}, '
+                             f'not {helper!r}')
         self.run(script, timeout=180)
         self.target = helper
 
@@ -596,7 +638,7 @@ targetcli ls / 1 >/dev/null
                  timeout=timeout + 30)
 
     def env(self) -> dict[str, str]:
-        """CINDER_ZOL_LAB_* variables describing this guest (for child processes)."""
+        """CINDER_ZOL_LAB_* variables describing this guest (for children)."""
         return {
             ENV_PREFIX + 'HOST': self.host,
             ENV_PREFIX + 'SSH_PORT': str(self.ssh_port),
