@@ -1,0 +1,477 @@
+#!/usr/bin/env python3
+"""Upstream Cinder test suites against cinder-zol alone, on this machine.
+
+    python tempest/run.py                    # what `tox -e tempest` runs
+    python tempest/run.py --regex test_volume_dependency
+    python tempest/run.py --keep             # keep the state dir and logs
+    python tempest/run.py --fake-backend     # same stack and tempest.conf,
+                                             # Cinder's fake driver, no guest
+
+Outside a lab guest this script makes (or reuses) the pinned keystone and
+tempest venvs under ~/.cache/cinder-zol/tempest, then runs itself inside
+``python -m cinder_zol.lab run --target tgtadm -- ...``. Inside, it starts
+MariaDB, RabbitMQ, keystone and cinder-api/scheduler/volume on 127.0.0.1
+with exactly one backend (cinder_zol.ZFSonLinuxISCSIDriver on the guest),
+writes tempest.conf from what the driver implements (tempest/features.py)
+and what the backend reports to the scheduler, runs tempest.api.volume and
+cinder_tempest_plugin.api.volume minus tempest/exclude.txt, checks that the
+ZFS host holds nothing but the parent dataset, stops every process it
+started by its process group id and prints the counts. The last line is
+``N passed, M failed, K skipped``; the exit status is 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import hashlib
+import json
+import os
+from pathlib import Path
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+INCLUDE = r'^(tempest\.api\.volume|cinder_tempest_plugin\.api\.volume)\.'
+EXCLUDE_FILE = HERE / 'exclude.txt'
+SUMMARY = re.compile(r'^(\d+) passed, (\d+) failed(, (\d+) skipped)?$')
+
+# What a skipped test would need, by a piece of tempest's skip reason.
+NEEDS = [
+    ('backup', 'a cinder-backup service; its drivers attach volumes on the '
+               'backup host, and this machine has no kernel iSCSI '
+               'initiator'),
+    ('Glance', 'the image service (glance)'),
+    ('image', 'the image service (glance)'),
+    ('Nova', 'the compute service (nova)'),
+    ('compute', 'the compute service (nova)'),
+    ('network', 'the network service (neutron)'),
+    ('Barbican', 'the key manager (barbican) for encrypted volume types'),
+    ('barbican', 'the key manager (barbican) for encrypted volume types'),
+    ('multi-backend', 'a second backend (multi_backend)'),
+    ('multi_backend', 'a second backend (multi_backend)'),
+    ('Multi-backend', 'a second backend (multi_backend)'),
+    ('manage snapshot', 'manage_existing_snapshot in the driver '
+                        '(not implemented)'),
+    ('Manage snapshot', 'manage_existing_snapshot in the driver '
+                        '(not implemented)'),
+    ('manage volume', 'manage_existing in the driver (not implemented)'),
+    ('Manage volume', 'manage_existing in the driver (not implemented)'),
+    ('onsistency group', 'consistency group support in the driver '
+                         '(create_group/create_group_snapshot)'),
+    ('replication', 'replication in the driver (failover_host)'),
+    ('Replication', 'replication in the driver (failover_host)'),
+    ('oncurrency', '[volume-feature-enabled] concurrency_tests (off as in '
+                   'the upstream gate)'),
+    ('microversion', 'a microversion outside the configured range'),
+]
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def cache_dir() -> Path:
+    base = os.environ.get('CINDER_ZOL_LAB_CACHE') or os.path.expanduser(
+        '~/.cache/cinder-zol')
+    return Path(base) / 'tempest'
+
+
+# -- venvs ---------------------------------------------------------------
+
+def ensure_venv(name: str) -> Path:
+    """A cached venv with tempest/requirements-NAME.txt.
+
+    Installed with -c tempest/constraints-NAME.txt; the cache key is the
+    hash of both files and of the Python version.
+    """
+    req = HERE / f'requirements-{name}.txt'
+    con = HERE / f'constraints-{name}.txt'
+    digest = hashlib.sha256(
+        req.read_bytes() + con.read_bytes() +
+        sys.version.encode()).hexdigest()[:12]
+    venv = cache_dir() / f'venv-{name}-{digest}'
+    if (venv / '.complete').exists():
+        return venv
+    if venv.exists():
+        shutil.rmtree(venv)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    log(f'tempest: creating the {name} venv {venv}')
+    base = getattr(sys, '_base_executable', None) or sys.executable
+    subprocess.run([base, '-m', 'venv', str(venv)], check=True)
+    plog = venv / 'pip.log'
+    with open(plog, 'wb') as out:
+        r = subprocess.run([str(venv / 'bin' / 'pip'), 'install', '-q',
+                            '-r', str(req), '-c', str(con)],
+                           stdout=out, stderr=subprocess.STDOUT)
+    if r.returncode:
+        sys.exit(f'tempest: pip install for the {name} venv failed:\n'
+                 + '\n'.join(plog.read_text().splitlines()[-30:]))
+    (venv / '.complete').write_text('')
+    log(f'tempest: {name} venv ready ({time.monotonic() - t0:.0f}s)')
+    return venv
+
+
+# -- outer: venvs, then ourselves inside a lab guest ----------------------
+
+def outer(args, argv: list[str]) -> int:
+    t0 = time.monotonic()
+    ks = ensure_venv('keystone')
+    te = ensure_venv('tempest')
+    inner_argv = [sys.executable, str(Path(__file__).resolve()), '--inner',
+                  '--keystone-venv', str(ks), '--tempest-venv', str(te),
+                  *argv]
+    if args.fake_backend:
+        cmd = inner_argv
+    else:
+        cmd = [sys.executable, '-m', 'cinder_zol.lab', 'run', '--target',
+               args.target, '--', *inner_argv]
+    log(f'tempest: $ {shlex.join(cmd)}')
+    env = dict(os.environ)
+    env['PYTHONPATH'] = os.pathsep.join(
+        p for p in (str(REPO), env.get('PYTHONPATH')) if p)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    summary = None
+    try:
+        for line in proc.stdout:
+            if SUMMARY.match(line.strip()):
+                summary = line.strip()
+                line = f'tempest: inner summary: {line}'
+            sys.stdout.write(line)
+            sys.stdout.flush()
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        proc.wait()   # the lab CLI got the Ctrl-C too and tears down
+        raise
+    log(f'tempest: total {time.monotonic() - t0:.0f}s (venvs, guest boot '
+        'and teardown included)')
+    if summary is None:
+        log('tempest: the run ended without results (see above)')
+        summary = '0 passed, 1 failed'
+        rc = rc or 1
+    m = SUMMARY.match(summary)
+    if int(m.group(2)) and not rc:
+        rc = 1
+    log(summary)
+    return 1 if rc else 0
+
+
+# -- inner: stack, tempest, checks ----------------------------------------
+
+def read_excludes() -> list[tuple[str, str]]:
+    """(regex, reason) per line of exclude.txt (stestr's format)."""
+    out = []
+    for raw in EXCLUDE_FILE.read_text().splitlines():
+        regex, _, reason = raw.strip().partition('#')
+        if regex.strip():
+            out.append((regex.strip(), reason.strip()))
+    return out
+
+
+def tempest_conf(stack, pools: list, feats: dict, state: Path,
+                 build_timeout: int) -> configparser.ConfigParser:
+    from stack import ADMIN_PASSWORD, BACKEND, REGION
+    caps = pools[0].get('capabilities', {})
+    c = configparser.ConfigParser(interpolation=None)
+    c.optionxform = str
+    c['DEFAULT'] = {'debug': 'True', 'log_file': str(state / 'logs' /
+                                                     'tempest.log')}
+    c['oslo_concurrency'] = {'lock_path': str(state / 'tempest-lock')}
+    c['auth'] = {
+        'use_dynamic_credentials': 'True',
+        'admin_username': 'admin', 'admin_password': ADMIN_PASSWORD,
+        'admin_project_name': 'admin', 'admin_domain_name': 'Default',
+        'default_credentials_domain_name': 'Default',
+        'create_isolated_networks': 'False',
+    }
+    c['identity'] = {'uri_v3': f'{stack.keystone_url}/v3',
+                     'auth_version': 'v3', 'region': REGION}
+    c['identity-feature-enabled'] = {'api_v2': 'False'}
+    c['service_available'] = {
+        'cinder': 'True', 'nova': 'False', 'glance': 'False',
+        'neutron': 'False', 'swift': 'False', 'barbican': 'False'}
+    # cinder 29's oslo.policy always enforces scope and the new defaults
+    c['enforce_scope'] = {'cinder': 'True'}
+    c['validation'] = {'run_validation': 'False'}
+    c['volume'] = {
+        'catalog_type': 'block-storage', 'region': REGION,
+        'endpoint_type': 'publicURL',
+        'backend_names': caps.get('volume_backend_name', BACKEND),
+        'storage_protocol': caps.get('storage_protocol', 'iSCSI'),
+        'vendor_name': caps.get('vendor_name', 'Open Source'),
+        'build_timeout': str(build_timeout), 'build_interval': '1',
+        'min_microversion': '3.0', 'max_microversion': 'latest',
+        'volume_size': '1',
+    }
+    fe = {k: str(v['enabled']) for k, v in feats.items()}
+    fe.update({
+        'multi_backend': 'False',            # one backend by design
+        'backup': 'False',                   # no cinder-backup service
+        'extend_attached_volume': 'False',   # needs nova
+        'extend_attached_encrypted_volume': 'False',
+        'api_extensions': 'all',
+    })
+    c['volume-feature-enabled'] = fe
+    return c
+
+
+def ssh_guest(env: dict, command: str) -> subprocess.CompletedProcess:
+    argv = ['ssh', '-i', env['CINDER_ZOL_LAB_KEY'],
+            '-p', env['CINDER_ZOL_LAB_SSH_PORT'],
+            '-o', f'UserKnownHostsFile={env["CINDER_ZOL_LAB_KNOWN_HOSTS"]}',
+            '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
+            '-o', 'ConnectTimeout=30',
+            f'{env.get("CINDER_ZOL_LAB_USER") or "root"}@'
+            f'{env["CINDER_ZOL_LAB_HOST"]}', command]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+def wait_cinder_empty(stack, timeout: float = 300) -> list[str]:
+    """Volumes/snapshots left in Cinder (all projects) after tempest."""
+    import requests
+    from stack import ADMIN_PASSWORD
+    deadline = time.monotonic() + timeout
+    while True:
+        token, _ = stack._token('admin', ADMIN_PASSWORD, 'admin')
+        h = {'X-Auth-Token': token}
+        left = []
+        for kind in ('volumes', 'snapshots'):
+            r = requests.get(f'{stack.cinder_url}/{stack.admin_project_id}/'
+                             f'{kind}/detail?all_tenants=1', headers=h,
+                             timeout=60)
+            r.raise_for_status()
+            left += [f'{kind[:-1]} {o["id"]} {o["status"]}'
+                     for o in r.json()[kind]]
+        busy = [x for x in left if x.endswith(('deleting', 'creating'))]
+        if not busy or time.monotonic() > deadline:
+            return left
+        time.sleep(3)
+
+
+def inner(args) -> int:
+    sys.path.insert(0, str(HERE))
+    import stack as stack_mod
+
+    t_start = time.monotonic()
+    lab_env = {k: v for k, v in os.environ.items()
+               if k.startswith('CINDER_ZOL_LAB_')}
+    if not args.fake_backend and 'CINDER_ZOL_LAB_HOST' not in lab_env:
+        sys.exit('tempest: --inner needs a lab guest (CINDER_ZOL_LAB_*)')
+    state = Path(tempfile.mkdtemp(prefix='cinder-zol-tempest-'))
+    te = Path(args.tempest_venv)
+    stack = stack_mod.Stack(state, lab_env, Path(args.keystone_venv),
+                            fake_backend=args.fake_backend)
+    log(f'tempest: state and logs in {state}')
+    failed_checks: list[str] = []
+    results: dict = {}
+    excluded: list[str] = []
+    ok = False
+    try:
+        stack.start(log=log)
+        pools = stack.wait_scheduler_pool()
+        log(f'tempest: stack up {stack.dump_timings()}')
+        caps = pools[0].get('capabilities', {})
+        log(f'tempest: pool {pools[0]["name"]}: ' + ', '.join(
+            f'{k}={caps.get(k)}' for k in (
+                'volume_backend_name', 'vendor_name', 'storage_protocol',
+                'driver_version', 'thin_provisioning_support',
+                'thick_provisioning_support', 'multiattach',
+                'online_extend_support', 'total_capacity_gb')))
+
+        # what the driver implements (always the ZoL driver's: a fake run
+        # is a baseline with the same tempest.conf)
+        feats = json.loads(subprocess.run(
+            [sys.executable, str(HERE / 'features.py'),
+             'cinder_zol.driver.ZFSonLinuxISCSIDriver'],
+            check=True, capture_output=True, text=True).stdout)
+        log('tempest: driver features: ' + ', '.join(
+            f'{k}={v["enabled"]}' for k, v in feats.items()))
+
+        ws = state / 'workspace'
+        subprocess.run([str(te / 'bin' / 'tempest'), 'init', str(ws)],
+                       check=True, capture_output=True,
+                       env=dict(os.environ, HOME=str(state)))
+        conf = tempest_conf(stack, pools, feats, state, args.build_timeout)
+        with open(ws / 'etc' / 'tempest.conf', 'w') as f:
+            conf.write(f)
+        shutil.copy(ws / 'etc' / 'tempest.conf', state / 'tempest.conf')
+
+        include = args.regex or INCLUDE
+        env = dict(os.environ, OS_TEST_TIMEOUT=str(args.test_timeout),
+                   HOME=str(state))
+        env.pop('PYTHONPATH', None)
+        listed = subprocess.run(
+            [str(te / 'bin' / 'stestr'), 'list', include], cwd=ws, env=env,
+            capture_output=True, text=True)
+        if listed.returncode:
+            raise RuntimeError(f'stestr list failed:\n{listed.stderr[-3000:]}'
+                               f'\n{listed.stdout[-2000:]}')
+        all_ids = [t for t in listed.stdout.split() if '.' in t]
+        excludes = read_excludes()
+        excluded = [t for t in all_ids
+                    if any(re.search(r, t) for r, _ in excludes)]
+        log(f'tempest: {len(all_ids)} tests selected, {len(excluded)} '
+            f'excluded by {EXCLUDE_FILE.relative_to(REPO)}')
+
+        t_run = time.monotonic()
+        log(f'tempest: running with concurrency {args.concurrency}')
+        argv = [str(te / 'bin' / 'tempest'), 'run', '--regex', include,
+                '--exclude-list', str(EXCLUDE_FILE),
+                '--concurrency', str(args.concurrency)]
+        with open(state / 'logs' / 'tempest-run.out', 'w') as out:
+            proc = subprocess.Popen(argv, cwd=ws, env=env,
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True,
+                                    bufsize=1)
+            deadline = time.monotonic() + args.timeout
+            for line in proc.stdout:
+                out.write(line)
+                if args.verbose or re.match(r'^\{\d+\} ', line):
+                    # subunit-trace's per-test lines (fails in full)
+                    sys.stdout.write(line if len(line) < 400
+                                     else line[:400] + '...\n')
+                    sys.stdout.flush()
+                if time.monotonic() > deadline:
+                    log(f'tempest: --timeout {args.timeout}s reached; '
+                        'stopping tempest')
+                    proc.terminate()
+                    failed_checks.append('tempest run timed out')
+                    break
+            proc.wait()
+        run_time = time.monotonic() - t_run
+        log(f'tempest: tempest run exit {proc.returncode} in '
+            f'{run_time:.0f}s')
+
+        sub = subprocess.run([str(te / 'bin' / 'stestr'), 'last',
+                              '--subunit'], cwd=ws, env=env,
+                             capture_output=True)
+        parsed = subprocess.run([str(te / 'bin' / 'python'),
+                                 str(HERE / 'results.py')],
+                                input=sub.stdout, capture_output=True)
+        if parsed.returncode:
+            raise RuntimeError('results.py: ' + parsed.stderr.decode()[-2000:])
+        results = json.loads(parsed.stdout)
+        (state / 'results.json').write_text(json.dumps(results, indent=1))
+
+        # after tempest's own cleanups: nothing left in Cinder or on ZFS
+        left = wait_cinder_empty(stack)
+        if left:
+            failed_checks.append('left in Cinder after the run: '
+                                 + '; '.join(left[:20]))
+        if not args.fake_backend:
+            parent = lab_env['CINDER_ZOL_LAB_PARENT']
+            r = ssh_guest(lab_env,
+                          f'zfs list -H -o name -t all -r {parent}')
+            names = r.stdout.split()
+            log(f'tempest: zfs list -H -o name -t all -r {parent}: '
+                f'{" ".join(names) or r.stderr.strip()}')
+            if r.returncode or names != [parent]:
+                failed_checks.append(f'ZFS host not clean: {names} '
+                                     f'{r.stderr.strip()}')
+            if lab_env.get('CINDER_ZOL_LAB_TARGET', 'tgtadm') == 'tgtadm':
+                r = ssh_guest(lab_env, 'tgtadm --lld iscsi --mode target '
+                                       '--op show')
+                if r.stdout.strip():
+                    failed_checks.append('tgt targets left: '
+                                         + r.stdout.strip()[:500])
+        ok = True
+    except Exception as exc:
+        log(f'tempest: ERROR: {type(exc).__name__}: {exc}')
+        failed_checks.append(f'{type(exc).__name__}: {str(exc)[:300]}')
+    finally:
+        pids = ', '.join(f'{n} (pgid {p.popen.pid})'
+                         for n, p in stack.procs.items() if p.popen)
+        stack.stop()
+        log(f'tempest: stopped {pids}')
+
+    passed = sorted(t for t, r in results.items() if r['status'] == 'success')
+    skipped = sorted(t for t, r in results.items() if r['status'] == 'skip')
+    failed = sorted(t for t, r in results.items()
+                    if r['status'] in ('fail', 'uxsuccess'))
+    report(results, passed, skipped, failed, excluded, failed_checks)
+    n_failed = len(failed) + len(failed_checks)
+    if n_failed or not ok or args.keep:
+        log(f'tempest: kept {state} (logs in {state}/logs, tempest '
+            f'workspace in {state}/workspace)')
+        if n_failed:
+            for name in ('cinder-volume', 'cinder-api', 'cinder-scheduler'):
+                log(stack.log_tail(name, 25, debug=False))
+    else:
+        shutil.rmtree(state, ignore_errors=True)
+    log(f'tempest: inner run time {time.monotonic() - t_start:.0f}s')
+    log(f'{len(passed)} passed, {n_failed} failed, {len(skipped)} skipped')
+    return 1 if n_failed or not ok else 0
+
+
+def short(test_id: str) -> str:
+    return re.sub(r'\[.*\]$', '', test_id)
+
+
+def need_of(reason: str) -> str:
+    for key, need in NEEDS:
+        if key in reason:
+            return need
+    return '?'
+
+
+def report(results, passed, skipped, failed, excluded, checks) -> None:
+    log('tempest: ===== results =====')
+    if skipped:
+        log(f'tempest: skipped ({len(skipped)}): test -- reason -- needs')
+        for t in skipped:
+            reason = results[t]['reason'].strip().replace('\n', ' ')
+            log(f'  SKIP {short(t)} -- {reason} -- {need_of(reason)}')
+    if excluded:
+        reasons = dict(read_excludes())
+        log(f'tempest: excluded ({len(excluded)}) by tempest/exclude.txt:')
+        for t in excluded:
+            why = next((w for r, w in reasons.items() if re.search(r, t)), '')
+            log(f'  EXCLUDED {short(t)} -- {why}')
+    for t in failed:
+        log(f'  FAIL {short(t)} ({results[t]["seconds"]}s)\n    '
+            + results[t]['reason'].replace('\n', '\n    '))
+    for c in checks:
+        log(f'  CHECK FAILED: {c}')
+    log(f'tempest: passed {len(passed)}, skipped {len(skipped)}, failed '
+        f'{len(failed)}, excluded {len(excluded)}, checks failed '
+        f'{len(checks)}')
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('--target', choices=['tgtadm', 'lioadm'],
+                    default='tgtadm')
+    ap.add_argument('--concurrency', type=int, default=2)
+    ap.add_argument('--regex', help=f'stestr selection (default {INCLUDE})')
+    ap.add_argument('--build-timeout', type=int, default=600,
+                    help='tempest [volume] build_timeout')
+    ap.add_argument('--test-timeout', type=int, default=1200,
+                    help='OS_TEST_TIMEOUT per test')
+    ap.add_argument('--timeout', type=int, default=2400,
+                    help='stop tempest after this many seconds')
+    ap.add_argument('--keep', action='store_true',
+                    help='keep the state directory even on success')
+    ap.add_argument('--verbose', action='store_true',
+                    help="print all of tempest's output")
+    ap.add_argument('--fake-backend', action='store_true',
+                    help="Cinder's fake driver instead of the guest "
+                         '(baseline)')
+    ap.add_argument('--inner', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--keystone-venv', help=argparse.SUPPRESS)
+    ap.add_argument('--tempest-venv', help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.inner:
+        return inner(args)
+    return outer(args, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
