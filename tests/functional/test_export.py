@@ -4,7 +4,10 @@ Runs once per target helper (tox -e functional boots the guest with tgt,
 then with LIO); CINDER_ZOL_LAB_TARGET says which one is live.
 """
 
+import uuid
+
 from cinder import exception as cinder_exception
+from cinder import objects
 
 from cinder_zol.lab import initiator
 from tests.functional import base
@@ -101,6 +104,13 @@ class RealExportTestCase(base.LabTestCase):
         vol = self.volume(1)
         self.driver.create_volume(vol)
         info = self.export(vol)
+        # Cinder's record of the attachment: what ensure_export restores
+        # the ACL from when the target lost everything.
+        attachment = objects.VolumeAttachment(
+            self.ctxt, id=str(uuid.uuid4()), volume_id=vol.id,
+            attach_status='attached', connector=self.connector())
+        vol.volume_attachment = objects.VolumeAttachmentList(
+            objects=[attachment])
         self.session(info).write_pattern(0x22, MiB)
         # a correct export is left alone
         self.driver.ensure_export(self.ctxt, vol)
