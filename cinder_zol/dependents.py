@@ -76,13 +76,17 @@ def _hide(host, ds):
     LOG.info('Volume %(name)s still has dependent clones; kept on the '
              'storage host as %(hidden)s until the last one is deleted.',
              {'name': name, 'hidden': hidden})
-    if ds['refreservation']:
-        # Nobody writes to a hidden zvol: give its reservation back.
-        try:
-            host.set(hidden, {'refreservation': 'none'})
-        except exception.ZfsError as e:
-            LOG.warning('Could not drop the reservation of %s: %s',
-                        hidden, e)
+    _release_reservation(host, ds, hidden)
+
+
+def _release_reservation(host, ds, hidden):
+    """Nobody writes to a hidden zvol: give its reservation back."""
+    if not ds['refreservation']:
+        return
+    try:
+        host.set(hidden, {'refreservation': 'none'})
+    except exception.ZfsError as e:
+        LOG.warning('Could not drop the reservation of %s: %s', hidden, e)
 
 
 def delete_snapshot(host, name, snapshot):
@@ -192,12 +196,7 @@ def _swap_in_clone(host, ds, name, snapshot, clone_props):
     LOG.info('Reverted %(name)s to %(snap)s by swapping in a clone; the '
              'previous data stays as %(hidden)s while clones need it.',
              {'name': name, 'snap': snapshot, 'hidden': hidden})
-    if ds['refreservation']:
-        try:
-            host.set(hidden, {'refreservation': 'none'})
-        except exception.ZfsError as e:
-            LOG.warning('Could not drop the reservation of %s: %s',
-                        hidden, e)
+    _release_reservation(host, ds, hidden)
 
 
 def sweep(host):

@@ -77,6 +77,21 @@ SCENARIOS = {
 }
 
 
+def make_volume(ctxt, size=1, **kwargs):
+    """A Cinder volume object as the volume manager hands it over."""
+    kwargs.setdefault('volume_type_id', None)
+    kwargs.setdefault('provider_location', None)
+    return fake_volume.fake_volume_obj(ctxt, id=str(uuid.uuid4()),
+                                       size=size, **kwargs)
+
+
+def make_snapshot(ctxt, vol):
+    snap = fake_snapshot.fake_snapshot_obj(
+        ctxt, id=str(uuid.uuid4()), volume_id=vol.id, volume_size=vol.size)
+    snap.volume = vol
+    return snap
+
+
 class ScenarioRunner(object):
     """Plays a scenario on a driver; ``alive`` is checked by a callback."""
 
@@ -87,9 +102,7 @@ class ScenarioRunner(object):
         self.volumes, self.snapshots = {}, {}
 
     def _volume(self, label, size):
-        vol = fake_volume.fake_volume_obj(
-            self.ctxt, id=str(uuid.uuid4()), size=size, volume_type_id=None,
-            provider_location=None, display_name=label)
+        vol = make_volume(self.ctxt, size, display_name=label)
         self.volumes[label] = vol
         return vol
 
@@ -100,11 +113,7 @@ class ScenarioRunner(object):
             if op == 'create':
                 d.create_volume(self._volume(label, args[0]))
             elif op == 'snap':
-                src = self.volumes[args[0]]
-                snap = fake_snapshot.fake_snapshot_obj(
-                    self.ctxt, id=str(uuid.uuid4()), volume_id=src.id,
-                    volume_size=src.size)
-                snap.volume = src
+                snap = make_snapshot(self.ctxt, self.volumes[args[0]])
                 self.snapshots[label] = snap
                 d.create_snapshot(snap)
             elif op == 'from_snap':

@@ -8,19 +8,17 @@ every test here fails with the reason: the real-host tier is never skipped.
 import os
 import shlex
 import subprocess
-import uuid
 
 from oslo_utils import units
 
 from cinder import context
-from cinder.tests.unit import fake_snapshot
-from cinder.tests.unit import fake_volume
 from cinder.tests.unit import test
 from cinder.volume import configuration as conf
 
 from cinder_zol import driver as driver_mod
 from cinder_zol.lab import backend
 from cinder_zol import options
+from tests import scenarios
 
 ENV = backend.ENV_PREFIX
 GROUP = 'zol_lab'
@@ -120,17 +118,10 @@ class LabTestCase(test.TestCase):
     # -- Cinder objects -------------------------------------------------
 
     def volume(self, size=1, **kwargs):
-        kwargs.setdefault('volume_type_id', None)
-        kwargs.setdefault('provider_location', None)
-        return fake_volume.fake_volume_obj(
-            self.ctxt, id=str(uuid.uuid4()), size=size, **kwargs)
+        return scenarios.make_volume(self.ctxt, size, **kwargs)
 
     def snapshot(self, vol):
-        snap = fake_snapshot.fake_snapshot_obj(
-            self.ctxt, id=str(uuid.uuid4()), volume_id=vol.id,
-            volume_size=vol.size)
-        snap.volume = vol
-        return snap
+        return scenarios.make_snapshot(self.ctxt, vol)
 
     def gib(self, n):
         return n * units.Gi

@@ -1,14 +1,12 @@
 """Driver lifecycle against the fake ZFS host, error paths included."""
 
 from unittest import mock
-import uuid
 
 import ddt
 from oslo_utils import units
 
 from cinder import context
 from cinder import exception as cinder_exception
-from cinder.tests.unit import fake_snapshot
 from cinder.tests.unit import fake_volume
 from cinder.tests.unit import test
 from cinder.volume import configuration as conf
@@ -60,17 +58,10 @@ class DriverTestBase(test.TestCase):
             self.override_config(key, value, 'zol')
 
     def volume(self, size=1, **kwargs):
-        kwargs.setdefault('volume_type_id', None)
-        kwargs.setdefault('provider_location', None)
-        return fake_volume.fake_volume_obj(
-            self.ctxt, id=str(uuid.uuid4()), size=size, **kwargs)
+        return scenarios.make_volume(self.ctxt, size, **kwargs)
 
     def snapshot(self, vol):
-        snap = fake_snapshot.fake_snapshot_obj(
-            self.ctxt, id=str(uuid.uuid4()), volume_id=vol.id,
-            volume_size=vol.size)
-        snap.volume = vol
-        return snap
+        return scenarios.make_snapshot(self.ctxt, vol)
 
     def typed_volume(self, size=1, **extra_specs):
         vtype = fake_volume.fake_volume_type_obj(
