@@ -51,7 +51,11 @@ NEEDS = [
     ('image', 'the image service (glance)'),
     ('Nova', 'the compute service (nova)'),
     ('compute', 'the compute service (nova)'),
+    ('Neutron', 'neutron (the class creates a network for the nova '
+                'servers of its attach tests), and nova'),
     ('network', 'the network service (neutron)'),
+    ('multi-attach', 'nova ([compute-feature-enabled] volume_multiattach); '
+                     'the driver reports multiattach=True'),
     ('Barbican', 'the key manager (barbican) for encrypted volume types'),
     ('barbican', 'the key manager (barbican) for encrypted volume types'),
     ('multi-backend', 'a second backend (multi_backend)'),
@@ -178,7 +182,7 @@ def read_excludes() -> list[tuple[str, str]]:
 
 def tempest_conf(stack, pools: list, feats: dict, state: Path,
                  build_timeout: int) -> configparser.ConfigParser:
-    from stack import ADMIN_PASSWORD, BACKEND, REGION
+    import stack as stack_mod
     caps = pools[0].get('capabilities', {})
     c = configparser.ConfigParser(interpolation=None)
     c.optionxform = str
@@ -187,13 +191,13 @@ def tempest_conf(stack, pools: list, feats: dict, state: Path,
     c['oslo_concurrency'] = {'lock_path': str(state / 'tempest-lock')}
     c['auth'] = {
         'use_dynamic_credentials': 'True',
-        'admin_username': 'admin', 'admin_password': ADMIN_PASSWORD,
+        'admin_username': 'admin', 'admin_password': stack_mod.ADMIN_PASSWORD,
         'admin_project_name': 'admin', 'admin_domain_name': 'Default',
         'default_credentials_domain_name': 'Default',
         'create_isolated_networks': 'False',
     }
     c['identity'] = {'uri_v3': f'{stack.keystone_url}/v3',
-                     'auth_version': 'v3', 'region': REGION}
+                     'auth_version': 'v3', 'region': stack_mod.REGION}
     c['identity-feature-enabled'] = {'api_v2': 'False'}
     c['service_available'] = {
         'cinder': 'True', 'nova': 'False', 'glance': 'False',
@@ -202,9 +206,9 @@ def tempest_conf(stack, pools: list, feats: dict, state: Path,
     c['enforce_scope'] = {'cinder': 'True'}
     c['validation'] = {'run_validation': 'False'}
     c['volume'] = {
-        'catalog_type': 'block-storage', 'region': REGION,
+        'catalog_type': 'block-storage', 'region': stack_mod.REGION,
         'endpoint_type': 'publicURL',
-        'backend_names': caps.get('volume_backend_name', BACKEND),
+        'backend_names': caps.get('volume_backend_name', stack_mod.BACKEND),
         'storage_protocol': caps.get('storage_protocol', 'iSCSI'),
         'vendor_name': caps.get('vendor_name', 'Open Source'),
         'build_timeout': str(build_timeout), 'build_interval': '1',
@@ -237,10 +241,10 @@ def ssh_guest(env: dict, command: str) -> subprocess.CompletedProcess:
 def wait_cinder_empty(stack, timeout: float = 300) -> list[str]:
     """Volumes/snapshots left in Cinder (all projects) after tempest."""
     import requests
-    from stack import ADMIN_PASSWORD
+    import stack as stack_mod
     deadline = time.monotonic() + timeout
     while True:
-        token, _ = stack._token('admin', ADMIN_PASSWORD, 'admin')
+        token, _ = stack._token('admin', stack_mod.ADMIN_PASSWORD, 'admin')
         h = {'X-Auth-Token': token}
         left = []
         for kind in ('volumes', 'snapshots'):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import re
 import shutil
 import signal
 import socket
@@ -40,6 +41,7 @@ RABBIT_SBIN = '/usr/lib/rabbitmq/bin/rabbitmq-server'
 VOLUME_READY = 'Driver post RPC initialization completed successfully.'
 VOLUME_INIT_FAILED = 'Error encountered during initialization of driver'
 
+RECORD = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d')
 FAKE_DRIVER = 'cinder.tests.fake_driver.FakeLoggingVolumeDriver'
 
 
@@ -68,8 +70,14 @@ def tail(path: Path, lines: int = 40, debug: bool = True) -> str:
     except OSError as exc:
         return f'(cannot read {path}: {exc})'
     rows = text.splitlines()
-    if not debug:
-        rows = [r for r in rows if ' DEBUG ' not in r]
+    if not debug:   # drop DEBUG records with their continuation lines
+        kept, skipping = [], False
+        for r in rows:
+            if RECORD.match(r):
+                skipping = ' DEBUG ' in r
+            if not skipping:
+                kept.append(r)
+        rows = kept
     return '\n'.join(rows[-lines:])
 
 
