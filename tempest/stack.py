@@ -5,9 +5,9 @@ directory and socket, the RabbitMQ node, keystone's key repositories and
 one log per service. Every process is started here in its own session
 (process group) and stopped here by that group's id, never by name.
 
-The process handling and the private RabbitMQ node follow e2e/services.py
-(copied, not imported, so that the two harnesses can change independently);
-keystone and MariaDB are what tempest needs on top of it.
+The process handling and the private RabbitMQ node are shared with the
+e2e harness (cinder_zol/lab/services.py); keystone and MariaDB are what
+tempest needs on top of them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +27,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from cinder_zol.lab import backend  # noqa: E402
+from cinder_zol.lab import services  # noqa: E402
 
 BACKEND = 'zol_lab'          # backend section name (and volume_backend_name)
 HOST = 'tempest'             # [DEFAULT] host of the cinder services
@@ -37,107 +35,16 @@ REGION = 'RegionOne'
 ADMIN_PASSWORD = 'tempest-admin'
 SERVICE_PASSWORD = 'tempest-service'
 DB_PASSWORD = 'tempest-db'
-RABBIT_SBIN = '/usr/lib/rabbitmq/bin/rabbitmq-server'
 VOLUME_READY = 'Driver post RPC initialization completed successfully.'
 VOLUME_INIT_FAILED = 'Error encountered during initialization of driver'
 
-RECORD = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d')
 FAKE_DRIVER = 'cinder.tests.fake_driver.FakeLoggingVolumeDriver'
 
 
-class ServiceError(RuntimeError):
-    pass
-
-
-def free_port(preferred: int | None = None) -> int:
-    """``preferred`` when nothing listens there on 127.0.0.1, else any."""
-    for port in ([preferred] if preferred else []) + [0]:
-        s = socket.socket()
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind(('127.0.0.1', port))
-            return s.getsockname()[1]
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise ServiceError('no free port on 127.0.0.1')
-
-
-def tail(path: Path, lines: int = 40, debug: bool = True) -> str:
-    try:
-        text = path.read_text(errors='replace')
-    except OSError as exc:
-        return f'(cannot read {path}: {exc})'
-    rows = text.splitlines()
-    if not debug:   # drop DEBUG records with their continuation lines
-        kept, skipping = [], False
-        for r in rows:
-            if RECORD.match(r):
-                skipping = ' DEBUG ' in r
-            if not skipping:
-                kept.append(r)
-        rows = kept
-    return '\n'.join(rows[-lines:])
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-class Proc:
-    """One service process in its own process group, output to a log."""
-
-    def __init__(self, name: str, argv: list[str], log: Path,
-                 env: dict | None = None, cwd: Path | None = None):
-        self.name, self.argv, self.log = name, argv, log
-        self.env, self.cwd = env, cwd
-        self.popen: subprocess.Popen | None = None
-        self.started_at = 0.0
-
-    def start(self) -> 'Proc':
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, 'ab') as out:
-            self.popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd,
-                start_new_session=True)
-        self.started_at = time.monotonic()
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen else None
-
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
-
-    def stop(self, timeout: float = 20) -> None:
-        """SIGTERM our process group, SIGKILL it after ``timeout``."""
-        if self.popen is None:
-            return
-        pgid = self.popen.pid  # start_new_session: pgid == pid
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10)):
-            try:
-                os.killpg(pgid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.popen.wait(timeout=wait)
-            except subprocess.TimeoutExpired:
-                continue
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and _group_alive(pgid):
-                time.sleep(0.1)
-            if not _group_alive(pgid):
-                break
-        self.popen = None
+ServiceError = services.ServiceError
+Proc = services.Proc
+free_port = services.free_port
+tail = services.tail
 
 
 def run_logged(argv: list[str], log: Path, what: str, env=None,
@@ -249,61 +156,13 @@ class Stack:
 
     def start_rabbit(self) -> None:
         """A private node: own epmd, own ports, own mnesia, loopback only."""
-        if not os.path.exists(RABBIT_SBIN):
-            raise ServiceError(f'{RABBIT_SBIN} missing: apt-get install '
-                               'rabbitmq-server')
-        rdir = self.state / 'rabbit'
-        rdir.mkdir(parents=True, exist_ok=True)
-        epmd_port = free_port()
-        dist_port = free_port()
-        (rdir / 'rabbitmq-env.conf').write_text('')
-        (rdir / 'enabled_plugins').write_text('[].\n')
-        (rdir / 'rabbitmq.conf').write_text(
-            f'listeners.tcp.1 = 127.0.0.1:{self.amqp_port}\n'
-            'loopback_users.guest = true\n')
-        env = dict(
-            os.environ,
-            HOME=str(rdir),  # .erlang.cookie
-            ERL_EPMD_ADDRESS='127.0.0.1', ERL_EPMD_PORT=str(epmd_port),
-            RABBITMQ_CONF_ENV_FILE=str(rdir / 'rabbitmq-env.conf'),
-            RABBITMQ_NODENAME=f'tempest{os.getpid()}@localhost',
-            RABBITMQ_NODE_IP_ADDRESS='127.0.0.1',
-            RABBITMQ_NODE_PORT=str(self.amqp_port),
-            RABBITMQ_DIST_PORT=str(dist_port),
-            RABBITMQ_MNESIA_BASE=str(rdir / 'mnesia'),
-            RABBITMQ_LOG_BASE=str(rdir / 'log'),
-            RABBITMQ_CONFIG_FILE=str(rdir / 'rabbitmq.conf'),
-            RABBITMQ_ENABLED_PLUGINS_FILE=str(rdir / 'enabled_plugins'),
-            RABBITMQ_PID_FILE=str(rdir / 'pid'),
-            RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=(
-                '-kernel inet_dist_use_interface {127,0,0,1}'),
-        )
-        # epmd first, in the foreground, so that it is ours to stop
-        self.procs['epmd'] = Proc(
-            'epmd', ['epmd', '-address', '127.0.0.1', '-port',
-                     str(epmd_port)], self.logs / 'epmd.log', env).start()
-        self.procs['rabbitmq'] = Proc(
-            'rabbitmq', [RABBIT_SBIN], self.logs / 'rabbitmq.log', env,
-            cwd=rdir).start()
+        self.procs['epmd'], self.procs['rabbitmq'] = services.start_rabbit(
+            self.state / 'rabbit', self.logs, self.amqp_port, 'tempest')
 
     def wait_rabbit(self, timeout: float = 90) -> None:
-        import amqp
         t0 = self.procs['rabbitmq'].started_at
-        deadline = time.monotonic() + timeout
-        while True:
-            self._check_alive('rabbitmq')
-            try:
-                c = amqp.Connection(f'127.0.0.1:{self.amqp_port}',
-                                    userid='guest', password='guest',
-                                    connect_timeout=2)
-                c.connect()
-                c.close()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise ServiceError('RabbitMQ did not accept AMQP '
-                                       f'within {timeout:.0f}s')
-                time.sleep(0.3)
+        services.wait_rabbit(self.amqp_port,
+                             lambda: self._check_alive('rabbitmq'), timeout)
         self.timings['rabbitmq up'] = time.monotonic() - t0
 
     # -- keystone ----------------------------------------------------
