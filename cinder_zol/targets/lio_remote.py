@@ -94,6 +94,15 @@ def _lun_of(tpg, so):
     return None
 
 
+def _delete_all(created):
+    """Undo a half-done change: delete what it created, newest first."""
+    for obj in reversed(created):
+        try:
+            obj.delete()
+        except Exception:
+            pass
+
+
 def _allow(rtslib_fb, tpg, lun, initiator, chap, created):
     acl = _find_acl(tpg, initiator)
     if acl is None:
@@ -146,11 +155,7 @@ def export(rtslib_fb, root, p):
         tpg.enable = True
         root.save_to_file()
     except BaseException:
-        for obj in reversed(created):
-            try:
-                obj.delete()
-            except Exception:
-                pass
+        _delete_all(created)
         raise
     return {'tid': tpg.tag, 'lun': lun.lun, 'changed': bool(created)}
 
@@ -181,11 +186,7 @@ def allow(rtslib_fb, root, p):
         _allow(rtslib_fb, tpg, lun, p['initiator'], p['chap'], created)
         root.save_to_file()
     except BaseException:
-        for obj in reversed(created):
-            try:
-                obj.delete()
-            except Exception:
-                pass
+        _delete_all(created)
         raise
     return {'acls': sorted(a.node_wwn for a in tpg.node_acls)}
 
