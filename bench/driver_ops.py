@@ -10,7 +10,7 @@ import statistics
 import sys
 import time
 
-from cinder_zol.lab import demo
+from cinder_zol_lab import demo
 
 REPEAT = 3
 

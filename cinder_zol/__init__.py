@@ -1,8 +1,9 @@
 """Cinder volume driver for ZFS-on-Linux storage hosts.
 
-The driver class is imported lazily so that the lab tooling
-(``python -m cinder_zol.lab``) works without Cinder installed; cinder-volume
-resolves ``cinder_zol.ZFSonLinuxISCSIDriver`` through ``__getattr__``.
+``volume_driver = cinder_zol.ZFSonLinuxISCSIDriver`` in a backend section.
+The storage host's half of the driver is :mod:`cinder_zol.host` (standard
+library only; installed on the storage host by its setup script), so this
+package imports Cinder only when the driver class is asked for.
 """
 
 

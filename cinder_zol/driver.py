@@ -1,28 +1,28 @@
 """Cinder volume driver for a remote ZFS-on-Linux storage host.
 
-Thin by design: it maps Cinder objects onto the ZFS host model
-(:mod:`cinder_zol.zfs`), the dependency bookkeeping
-(:mod:`cinder_zol.dependents`) and an iSCSI target helper
-(:mod:`cinder_zol.targets`), all of which run through one command runner.
+Thin by design: it maps Cinder objects onto requests to the storage host
+(:mod:`cinder_zol.storage`, answered by :mod:`cinder_zol.host` on the host,
+where the ZFS model, the dependency bookkeeping and the target helpers run
+under the host's own locks) and onto an export protocol
+(:mod:`cinder_zol.targets`). One request per Cinder operation.
 """
 
+from oslo_config import cfg
 from oslo_log import log as logging
-from oslo_utils import excutils
 from oslo_utils import units
 
-from cinder.common import constants
 from cinder import exception as cinder_exception
 from cinder.i18n import _
 from cinder import interface
 from cinder.volume.drivers.san import san
 from cinder.volume import volume_utils
 
-from cinder_zol import dependents
 from cinder_zol import exception
+from cinder_zol.host import ops
 from cinder_zol import options
 from cinder_zol import runner as runner_mod
+from cinder_zol import storage
 from cinder_zol import targets
-from cinder_zol import zfs
 
 LOG = logging.getLogger(__name__)
 
@@ -36,9 +36,13 @@ class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
     Version history:
         1.0.0 - zvols, snapshots, O(1) clones, dependent-safe deletes,
                 revert, extend, tgt and LIO export over SSH.
+        2.0.0 - the storage host agent (cinder-zol-host): one request per
+                operation under host-side locks, least-privilege account,
+                root helper for targets; correct shared-export detach,
+                migration and fault handling.
     """
 
-    VERSION = '1.0.0'
+    VERSION = '2.0.0'
     VENDOR = 'OpenZFS'
     # Third-party CI wiki page name.
     CI_WIKI_NAME = 'Cinder_ZoL_CI'
@@ -47,7 +51,7 @@ class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
         super().__init__(*args, **kwargs)
         self.configuration.append_config_values(options.ALL_OPTS)
         self.runner = None
-        self.zfs = None
+        self.storage = None
         self.target = None
         self._stats = {}
 
@@ -58,26 +62,45 @@ class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
     # -- setup -----------------------------------------------------------
 
     def do_setup(self, context):
-        self.runner = runner_mod.from_configuration(self.configuration)
-        self.zfs = zfs.ZfsHost(self.runner, self.configuration.zol_dataset)
-        self.target = targets.get_target(self.configuration, self.runner)
+        conf = self.configuration
+        self.runner = runner_mod.from_configuration(conf)
+        self.storage = storage.StorageHost(self.runner, conf.zol_dataset,
+                                           conf.zol_host_command)
+        self.target = targets.get_target(conf, self.storage)
+        if conf.safe_get('chap_username') or conf.safe_get('chap_password'):
+            LOG.warning('chap_username/chap_password are ignored: every '
+                        'volume gets its own CHAP credentials.')
 
     def check_for_setup_error(self):
         super().check_for_setup_error()
-        parent = self.zfs.parent
+        parent = self.storage.parent
+        host = self.runner.host
+        version = self.storage.version()
+        if version.get('protocol') != ops.PROTOCOL:
+            raise cinder_exception.VolumeBackendAPIException(data=_(
+                'The cinder-zol agent on %(h)s speaks protocol %(got)s, this '
+                'driver %(want)s: install the storage host component of '
+                'this release there (setup-storage-host.sh).')
+                % {'h': host, 'got': version.get('protocol'),
+                   'want': ops.PROTOCOL})
         try:
-            kind = self.zfs.check_parent()
+            kind = self.storage.check_parent()
         except exception.ZfsNotFound:
             raise cinder_exception.VolumeBackendAPIException(data=_(
                 'Parent dataset %(p)s does not exist on %(h)s: create it '
                 'with "zfs create %(p)s" or fix zol_dataset.')
-                % {'p': parent, 'h': self.runner.host})
+                % {'p': parent, 'h': host})
         if kind != 'filesystem':
             raise cinder_exception.VolumeBackendAPIException(data=_(
                 'zol_dataset %(p)s is a %(k)s, not a filesystem dataset: '
                 'point zol_dataset at a filesystem such as tank/cinder.')
                 % {'p': parent, 'k': kind})
-        fixed = dependents.sweep(self.zfs)
+        self.storage.target_version(self.target.helper)
+        LOG.info('Storage host %(h)s: OpenZFS %(z)s, agent protocol %(p)s, '
+                 'running as uid %(u)s, target helper %(t)s.',
+                 {'h': host, 'z': version.get('zfs'), 'p': ops.PROTOCOL,
+                  'u': version.get('euid'), 't': self.target.helper})
+        fixed = self.storage.sweep()
         if fixed:
             LOG.info('Cleaned up %d leftovers of interrupted operations '
                      'under %s.', fixed, parent)
@@ -95,93 +118,108 @@ class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
             return kind == 'thin'
         return self.configuration.san_thin_provision
 
-    def _zvol_props(self, volume, clone=False):
-        """ZFS properties a new zvol of this volume's type gets."""
-        props = dict(self.configuration.zol_zvol_properties or {})
+    def _zvol_props(self, volume):
+        """ZFS properties a new zvol of this volume's type asks for.
+
+        Precedence, lowest first: zol_zvol_properties, zol_volblocksize,
+        the volume type's zfs:<property> extra specs. What a clone cannot
+        change (volblocksize) the storage host drops there.
+        """
+        conf = self.configuration
+        props = dict(conf.zol_zvol_properties or {})
+        if conf.zol_volblocksize:
+            props['volblocksize'] = conf.zol_volblocksize
         for key, value in self._extra_specs(volume).items():
             if key.startswith(ZFS_SPEC_PREFIX):
-                props[key[len(ZFS_SPEC_PREFIX):]] = value
-        if self.configuration.zol_volblocksize and not clone:
-            props['volblocksize'] = self.configuration.zol_volblocksize
-        if clone:
-            props.pop('volblocksize', None)  # inherited from the origin
-            if not self._is_thin(volume):
-                props['refreservation'] = 'auto'
+                props[key[len(ZFS_SPEC_PREFIX):]] = str(value)
         return props
 
-    def _grow(self, volume, from_gib):
-        """Resize a fresh clone; destroy it if that fails."""
-        if volume.size <= from_gib:
-            return
-        try:
-            self.zfs.set_volsize(volume.name, volume.size * units.Gi)
-        except Exception:
-            with excutils.save_and_reraise_exception():
-                LOG.error('Growing %s failed; removing it again.',
-                          volume.name)
-                self.zfs.destroy(volume.name)
+    def _wishes(self, volume):
+        return {'props': self._zvol_props(volume),
+                'sparse': self._is_thin(volume)}
 
     # -- volumes and snapshots ------------------------------------------
 
     def create_volume(self, volume):
-        self.zfs.create_volume(volume.name, volume.size * units.Gi,
-                               sparse=self._is_thin(volume),
-                               props=self._zvol_props(volume))
+        self.storage.create_volume(volume.name, volume.size * units.Gi,
+                                   sparse=self._is_thin(volume),
+                                   props=self._zvol_props(volume))
 
     def delete_volume(self, volume):
         try:
-            if not dependents.delete_volume(self.zfs, volume.name):
-                LOG.info('Volume %s was not on the storage host; treating '
-                         'the delete as done.', volume.name)
+            result = self.storage.delete_volume(volume.name)
         except exception.ZfsBusy:
             raise cinder_exception.VolumeIsBusy(volume_name=volume.name)
+        if result == 'gone':
+            LOG.info('Volume %s was not on the storage host; treating the '
+                     'delete as done.', volume.name)
 
     def create_snapshot(self, snapshot):
-        self.zfs.snapshot(snapshot.volume_name, snapshot.name)
+        self.storage.snapshot(snapshot.volume_name, snapshot.name)
 
     def delete_snapshot(self, snapshot):
         try:
-            dependents.delete_snapshot(self.zfs, snapshot.volume_name,
-                                       snapshot.name)
+            self.storage.delete_snapshot(snapshot.volume_name, snapshot.name)
         except exception.ZfsBusy:
             raise cinder_exception.SnapshotIsBusy(snapshot_name=snapshot.name)
 
     def create_volume_from_snapshot(self, volume, snapshot):
-        self.zfs.clone(snapshot.volume_name, snapshot.name, volume.name,
-                       self._zvol_props(volume, clone=True))
-        self._grow(volume, snapshot.volume_size)
+        self.storage.clone_snapshot(snapshot.volume_name, snapshot.name,
+                                    volume.name, volume.size * units.Gi,
+                                    self._wishes(volume))
 
     def create_cloned_volume(self, volume, src_vref):
-        dependents.clone_volume(self.zfs, src_vref.name, volume.name,
-                                self._zvol_props(volume, clone=True))
-        self._grow(volume, src_vref.size)
+        self.storage.clone_volume(src_vref.name, volume.name,
+                                  volume.size * units.Gi,
+                                  self._wishes(volume))
 
     def extend_volume(self, volume, new_size):
-        self.zfs.set_volsize(volume.name, new_size * units.Gi)
-        if volume.provider_location:
-            self.target.refresh_size(volume, self.zfs.device(volume.name))
+        self.storage.extend(volume.name, new_size * units.Gi)
+        self.target.extend(volume)
 
     def revert_to_snapshot(self, context, volume, snapshot):
-        dependents.revert(self.zfs, volume.name, snapshot.name,
-                          self._zvol_props(volume, clone=True))
         # Rolling back restores the snapshot's volsize; Cinder keeps the
-        # volume's current size, so grow back after a revert past an extend.
-        if volume.size != snapshot.volume_size:
-            self.zfs.set_volsize(volume.name, volume.size * units.Gi)
+        # volume's current size, so the host grows it back.
+        self.storage.revert(volume.name, snapshot.name,
+                            volume.size * units.Gi, self._wishes(volume))
 
     def snapshot_revert_use_temp_snapshot(self):
         # zfs rollback is atomic: no backup snapshot is needed, and one
         # newer than the target would have to be destroyed by the revert.
         return False
 
+    def update_migrated_volume(self, ctxt, volume, new_volume,
+                               original_volume_status):
+        """Give the migrated zvol the original volume's name when possible.
+
+        An available volume's zvol is renamed to the original name (as
+        Cinder's LVM driver does); an in-use one, or one whose original
+        name is still taken on this host, keeps its own name, and Cinder
+        records it as name_id with its export and CHAP credentials.
+        """
+        keep = {'_name_id': new_volume.name_id,
+                'provider_location': new_volume.provider_location,
+                'provider_auth': new_volume.provider_auth}
+        if original_volume_status != 'available':
+            return keep
+        original = cfg.CONF.volume_name_template % volume.id
+        try:
+            self.storage.rename(new_volume.name, original)
+        except (exception.ZfsExists, exception.ZfsNotFound) as e:
+            LOG.warning('Keeping %(new)s as the name of migrated volume '
+                        '%(id)s: %(err)s', {'new': new_volume.name,
+                                            'id': volume.id, 'err': e})
+            return keep
+        return {'_name_id': None, 'provider_location': None,
+                'provider_auth': None}
+
     # -- export ----------------------------------------------------------
 
     def create_export(self, context, volume, connector):
-        return self.target.create_export(volume,
-                                         self.zfs.device(volume.name))
+        return self.target.create_export(volume, connector)
 
     def ensure_export(self, context, volume):
-        self.target.ensure_export(volume, self.zfs.device(volume.name))
+        self.target.ensure_export(volume)
 
     def remove_export(self, context, volume):
         self.target.remove_export(volume)
@@ -190,7 +228,10 @@ class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
         return self.target.initialize_connection(volume, connector)
 
     def terminate_connection(self, volume, connector, **kwargs):
-        self.target.terminate_connection(volume, connector)
+        return self.target.terminate_connection(volume, connector)
+
+    def validate_connector(self, connector):
+        self.target.host_id(connector)
 
     # -- stats -----------------------------------------------------------
 
@@ -200,25 +241,22 @@ class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
         return self._stats
 
     def _update_volume_stats(self):
-        """Capacity from one zfs list of the parent and its zvols."""
-        rows = self.zfs.list(types='filesystem,volume')
-        parent, children = rows[0], rows[1:]
-        visible = [r for r in children if r['type'] == 'volume' and
-                   r.managed and not dependents.is_hidden(
-                       self.zfs.child_name(r.name))]
+        """Capacity of the parent dataset: one O(1) request.
+
+        Provisioned capacity is left to Cinder, which counts it from its
+        own database (allocated_capacity_gb); listing every zvol here would
+        make each periodic update grow with the number of volumes.
+        """
+        used, available = self.storage.space()
         conf = self.configuration
         backend = conf.safe_get('volume_backend_name') or 'ZFSonLinux'
         self._stats = {
             'volume_backend_name': backend,
             'vendor_name': self.VENDOR,
             'driver_version': self.VERSION,
-            'storage_protocol': constants.ISCSI,
-            'total_capacity_gb': round(
-                (parent['used'] + parent['available']) / units.Gi, 2),
-            'free_capacity_gb': round(parent['available'] / units.Gi, 2),
-            'provisioned_capacity_gb': round(
-                sum(r['volsize'] or 0 for r in visible) / units.Gi, 2),
-            'total_volumes': len(visible),
+            'storage_protocol': self.target.storage_protocol,
+            'total_capacity_gb': round((used + available) / units.Gi, 2),
+            'free_capacity_gb': round(available / units.Gi, 2),
             'reserved_percentage': conf.reserved_percentage,
             'max_over_subscription_ratio':
                 volume_utils.get_max_over_subscription_ratio(

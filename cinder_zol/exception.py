@@ -1,7 +1,8 @@
-"""Exceptions raised by the command runner, the ZFS host model and targets.
+"""Exceptions of the runner, the storage host and the target helpers.
 
 All derive from Cinder's VolumeBackendAPIException, so cinder-volume shows
-them to the operator with the storage host's own error text.
+them to the operator with the storage host's own error text (zfs's stderr,
+tgtadm's, rtslib's) and a hint of what to do.
 """
 
 from cinder import exception
@@ -32,15 +33,21 @@ class CommandTimeout(StorageHostError):
                 '%(timeout)s s (zol_ssh_command_timeout).')
 
 
-class ZfsError(StorageHostError):
-    """A zfs command failed; carries zfs's own stderr."""
+class HostOperationFailed(StorageHostError):
+    """An operation on the storage host failed; carries the tool's words."""
 
-    message = _('%(action)s failed: %(stderr)s%(hint)s')
+    message = _('%(what)s%(stderr)s%(hint)s')
 
     def __init__(self, message=None, **kwargs):
-        kwargs.setdefault('hint', '')
-        self.stderr = kwargs.get('stderr', '')
+        self.stderr = kwargs.get('stderr') or ''
+        kwargs['stderr'] = ': ' + self.stderr if self.stderr else ''
+        kwargs['hint'] = ' ' + kwargs['hint'] if kwargs.get('hint') else ''
+        kwargs.setdefault('what', _('storage host operation failed'))
         super().__init__(message, **kwargs)
+
+
+class ZfsError(HostOperationFailed):
+    """A zfs command failed."""
 
 
 class ZfsNotFound(ZfsError):
@@ -67,15 +74,29 @@ class ZfsExists(ZfsError):
     pass
 
 
+class NotOwned(HostOperationFailed):
+    """A dataset without cinder_zol:managed: never touched."""
+
+
+class HostRefused(HostOperationFailed):
+    """The storage host refused the request before running anything."""
+
+
+class HostPermissionDenied(HostOperationFailed):
+    """The storage host account lacks a permission (zfs allow, sudo)."""
+
+
+class HostSetupError(HostOperationFailed):
+    """A tool, file or service the storage host needs is missing."""
+
+
+class HostTimeout(HostOperationFailed):
+    """A lock or device on the storage host was not available in time."""
+
+
+class TargetError(HostOperationFailed):
+    """Exporting or unexporting a volume failed."""
+
+
 class UnsafeName(exception.InvalidInput):
     """A dataset name that could escape the parent or be interpreted."""
-
-
-class NotOwned(StorageHostError):
-    message = _('Dataset %(dataset)s exists but was not created by '
-                'cinder-zol (no cinder_zol:managed property); refusing to '
-                'touch it. Rename or remove it by hand if it is not needed.')
-
-
-class TargetError(StorageHostError):
-    message = _('iSCSI export of %(volume)s failed: %(reason)s')

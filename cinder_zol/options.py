@@ -9,6 +9,8 @@ from oslo_config import cfg
 
 from cinder.volume import configuration
 
+from cinder_zol import targets
+
 zfs_opts = [
     cfg.StrOpt('zol_dataset',
                default='tank/cinder',
@@ -46,23 +48,22 @@ ssh_opts = [
                min=1,
                help='Seconds one command on the storage host may run before '
                     'it is abandoned and reported as timed out.'),
-    cfg.BoolOpt('zol_use_sudo',
-                default=False,
-                help='Prefix every command with "sudo -n" (for a non-root '
-                     'san_login with password-less sudo for zfs and the '
-                     'target tools).'),
+    cfg.StrOpt('zol_host_command',
+               default='/usr/libexec/cinder-zol/cinder-zol-host',
+               help='Path of the cinder-zol agent on the storage host '
+                    '(installed by setup-storage-host.sh). Every request of '
+                    'the driver runs it; with the least-privilege setup, '
+                    'sshd forces it for the san_login account whatever '
+                    'the client asks.'),
 ]
 
 target_opts = [
     cfg.StrOpt('zol_target_helper',
                default='tgtadm',
-               choices=[('tgtadm', 'Linux SCSI target framework (tgtd), '
-                                   'one config file per volume in '
-                                   '/etc/tgt/conf.d'),
-                        ('lioadm', 'LIO kernel target, managed through '
-                                   'rtslib/targetcli, saved with '
-                                   'saveconfig')],
-               help='iSCSI target implementation on the storage host.'),
+               choices=[(name, what) for name, (_m, _c, what)
+                        in sorted(targets.HELPERS.items())],
+               help='Target implementation on the storage host that '
+                    'exports the zvols.'),
     cfg.IntOpt('zol_device_wait_timeout',
                default=30,
                min=1,
@@ -79,3 +80,34 @@ CONF.register_opts(ALL_OPTS, group=configuration.SHARED_CONF_GROUP)
 def list_opts():
     """Entry point for oslo-config-generator (namespace cinder_zol)."""
     return [(configuration.SHARED_CONF_GROUP, ALL_OPTS)]
+
+
+def explicit_option(conf, name):
+    """The option's value if an operator set it, else None.
+
+    Cinder's BackendGroupConfiguration registers backend-section options with
+    a None default, so None there means "not in the backend section"; for
+    ``[backend_defaults]`` (and the DEFAULT-group style) oslo.config says
+    where a value came from.
+    """
+    backend_conf = getattr(conf, 'backend_conf', None)
+    if backend_conf is not None:
+        value = getattr(backend_conf, name, None)
+        if value is not None:
+            return value
+        group = configuration.SHARED_CONF_GROUP
+    else:
+        group = None
+    try:
+        location = CONF.get_location(name, group).location
+    except (cfg.NoSuchOptError, cfg.NoSuchGroupError, AttributeError):
+        return None
+    if location in (cfg.Locations.opt_default, cfg.Locations.set_default):
+        return None
+    return getattr(CONF[group], name) if group else CONF[name]
+
+
+def chap_enabled(conf):
+    """CHAP is on unless use_chap_auth = False was set explicitly."""
+    value = explicit_option(conf, 'use_chap_auth')
+    return True if value is None else bool(value)

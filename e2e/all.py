@@ -2,7 +2,7 @@
 """Run e2e/run.py once per iSCSI target helper, each in its own lab guest.
 
 tgt and LIO both want port 3260 in the guest, so each helper gets its own
-guest (``python -m cinder_zol.lab run --target H -- python e2e/run.py``).
+guest (``python -m cinder_zol_lab run --target H -- python e2e/run.py``).
 Every helper runs even when an earlier one failed; the last line adds them
 up as ``N passed, M failed`` and the exit status is 1 if anything failed.
 
@@ -26,7 +26,7 @@ SUMMARY = re.compile(r'^(\d+) passed, (\d+) failed$')
 
 
 def run_one(target: str, extra: list[str]) -> tuple[int, int, int, float]:
-    argv = [sys.executable, '-m', 'cinder_zol.lab', 'run', '--target',
+    argv = [sys.executable, '-m', 'cinder_zol_lab', 'run', '--target',
             target, '--', sys.executable, os.path.join(HERE, 'run.py'),
             *extra]
     print(f'e2e: === {target}: {" ".join(argv[1:])}', flush=True)

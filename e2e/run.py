@@ -3,7 +3,7 @@
 
 Run inside a lab guest (``tox -e e2e`` does this for tgt and for LIO)::
 
-    python -m cinder_zol.lab run --target tgtadm -- python e2e/run.py
+    python -m cinder_zol_lab run --target tgtadm -- python e2e/run.py
 
 It starts RabbitMQ (a private node on 127.0.0.1), cinder-api
 (auth_strategy = noauth), cinder-scheduler and cinder-volume with one
@@ -49,7 +49,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import services  # noqa: E402
 
-from cinder_zol.lab import initiator  # noqa: E402
+from cinder_zol_lab import initiator  # noqa: E402
 
 MiB = 2 ** 20
 GiB = 2 ** 30
@@ -685,7 +685,7 @@ def main(argv=None) -> int:
     env = dict(os.environ)
     if 'CINDER_ZOL_LAB_SSH_PORT' not in env:
         say('e2e: no CINDER_ZOL_LAB_* environment: run me under '
-            '"python -m cinder_zol.lab run --target tgtadm -- '
+            '"python -m cinder_zol_lab run --target tgtadm -- '
             'python e2e/run.py"')
         return 2
     for sig in (signal.SIGTERM, signal.SIGHUP):

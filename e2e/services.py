@@ -21,8 +21,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from cinder_zol.lab import backend  # noqa: E402
-from cinder_zol.lab import services  # noqa: E402
+from cinder_zol_lab import backend  # noqa: E402
+from cinder_zol_lab import services  # noqa: E402
 
 BACKEND = 'zol_lab'          # backend section name (and volume_backend_name)
 HOST = 'e2e'                 # [DEFAULT] host: survives cinder-volume restarts

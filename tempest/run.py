@@ -9,7 +9,7 @@
 
 Outside a lab guest this script makes (or reuses) the pinned keystone and
 tempest venvs under ~/.cache/cinder-zol/tempest, then runs itself inside
-``python -m cinder_zol.lab run --target tgtadm -- ...``. Inside, it starts
+``python -m cinder_zol_lab run --target tgtadm -- ...``. Inside, it starts
 MariaDB, RabbitMQ, keystone and cinder-api/scheduler/volume on 127.0.0.1
 with exactly one backend (cinder_zol.ZFSonLinuxISCSIDriver on the guest),
 writes tempest.conf from what the driver implements (tempest/features.py)
@@ -135,7 +135,7 @@ def outer(args, argv: list[str]) -> int:
     if args.fake_backend:
         cmd = inner_argv
     else:
-        cmd = [sys.executable, '-m', 'cinder_zol.lab', 'run', '--target',
+        cmd = [sys.executable, '-m', 'cinder_zol_lab', 'run', '--target',
                args.target, '--', *inner_argv]
     log(f'tempest: $ {shlex.join(cmd)}')
     env = dict(os.environ)

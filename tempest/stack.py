@@ -6,7 +6,7 @@ one log per service. Every process is started here in its own session
 (process group) and stopped here by that group's id, never by name.
 
 The process handling and the private RabbitMQ node are shared with the
-e2e harness (cinder_zol/lab/services.py); keystone and MariaDB are what
+e2e harness (cinder_zol_lab/services.py); keystone and MariaDB are what
 tempest needs on top of them.
 """
 
@@ -26,8 +26,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from cinder_zol.lab import backend  # noqa: E402
-from cinder_zol.lab import services  # noqa: E402
+from cinder_zol_lab import backend  # noqa: E402
+from cinder_zol_lab import services  # noqa: E402
 
 BACKEND = 'zol_lab'          # backend section name (and volume_backend_name)
 HOST = 'tempest'             # [DEFAULT] host of the cinder services

@@ -1,6 +1,6 @@
 """Functional tier: the real driver over real SSH against the lab guest.
 
-Run through ``python -m cinder_zol.lab run -- ...`` (tox -e functional),
+Run through ``python -m cinder_zol_lab run -- ...`` (tox -e functional),
 which boots the QEMU ZoL guest and exports CINDER_ZOL_LAB_*. Without them
 every test here fails with the reason: the real-host tier is never skipped.
 """
@@ -16,7 +16,7 @@ from cinder.tests.unit import test
 from cinder.volume import configuration as conf
 
 from cinder_zol import driver as driver_mod
-from cinder_zol.lab import backend
+from cinder_zol_lab import backend
 from cinder_zol import options
 from tests import scenarios
 
@@ -32,7 +32,7 @@ def lab():
     if missing:
         raise RuntimeError(
             'The functional tier needs the lab ZoL guest, but %s is not set. '
-            'Run it with "tox -e functional" (or "python -m cinder_zol.lab '
+            'Run it with "tox -e functional" (or "python -m cinder_zol_lab '
             'run -- stestr --test-path tests/functional run"), which boots '
             'the guest.' % ', '.join(ENV + k for k in missing))
     return {k[len(ENV):].lower(): v for k, v in os.environ.items()

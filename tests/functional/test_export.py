@@ -9,7 +9,7 @@ import uuid
 from cinder import exception as cinder_exception
 from cinder import objects
 
-from cinder_zol.lab import initiator
+from cinder_zol_lab import initiator
 from tests.functional import base
 
 INITIATOR = 'iqn.2026-11.org.cinder-zol:functional-a'

@@ -4,7 +4,7 @@ Standard library only (no cinder, no paramiko): the lab talks to its guest
 with the system ``ssh`` client, key-only, against a known_hosts file that
 holds the guest's real host key (never with host key checking turned off).
 
-    from cinder_zol.lab.guest import LabGuest
+    from cinder_zol_lab.guest import LabGuest
     with LabGuest() as g:
         g.run(['zfs', 'list'])
         g.use_target('lioadm')
@@ -36,12 +36,16 @@ from typing import Callable
 
 LAB_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = LAB_DIR / 'build-image.sh'
-SETUP_SCRIPT = LAB_DIR / 'setup-storage-host.sh'
 # every file whose content shapes the image: a change to any rebuilds it
 RECIPE_FILES = (BUILD_SCRIPT,)
 
 ENV_PREFIX = 'CINDER_ZOL_LAB_'
 TARGET_HELPERS = ('tgtadm', 'lioadm')
+# How the storage host is set up: the driver logs in as an unprivileged
+# account through the forced-command wrapper (the default, as the README
+# recommends), or as root.
+MODES = ('least-privilege', 'root')
+DRIVER_ACCOUNT = 'cinder-zol'
 
 
 def default_cache_dir() -> Path:
@@ -242,7 +246,8 @@ class LabGuest:
 
     Attributes, valid after start(): ``host`` ('127.0.0.1'), ``ssh_port``,
     ``iscsi_port`` (forwarded to the same port in the guest, where the
-    active target listens), ``user`` ('root'),
+    active target listens), ``user`` ('root', for the lab's own checks),
+    ``login`` (the driver's account: cinder-zol, or root in root mode),
     ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
     ``run_dir``, ``console_log``, ``image``, ``pid`` (QEMU's), ``target``
     (last helper passed to use_target), ``timings`` (seconds).
@@ -257,7 +262,12 @@ class LabGuest:
                  scratch_size_gb: int = 10,
                  boot_timeout: float = 180, keep: bool = False,
                  cache_dir: Path | None = None, log: Log = print,
-                 image: Image | None = None):
+                 image: Image | None = None,
+                 mode: str = 'least-privilege'):
+        if mode not in MODES:
+            raise ValueError(f'mode must be one of {MODES}, not {mode!r}')
+        self.mode = mode
+        self.login = DRIVER_ACCOUNT if mode == 'least-privilege' else 'root'
         self.pool = pool
         self.parent_dataset = parent_dataset or f'{pool}/cinder'
         self.memory_mb = memory_mb
@@ -587,10 +597,25 @@ class LabGuest:
         return result
 
     def setup_storage_host(self) -> None:
-        """Run setup-storage-host.sh (the operator recipe) in the guest."""
-        r = self.run(['bash', '-s', '--', self.pool, self.parent_dataset,
-                      '/dev/vdb'],
-                     input=SETUP_SCRIPT.read_bytes(), check=False, timeout=300)
+        """Install the storage host component the operator's way.
+
+        The self-contained installer of ``python -m cinder_zol.host.bundle``
+        runs setup-storage-host.sh in the guest, least-privilege unless
+        mode is 'root'; the driver's account gets the lab's client key.
+        """
+        if str(LAB_DIR.parent) not in sys.path:
+            sys.path.insert(0, str(LAB_DIR.parent))
+        from cinder_zol.host import bundle
+        args = ['--pool', self.pool, '--dataset', self.parent_dataset,
+                '--device', '/dev/vdb']
+        if self.mode == 'root':
+            args.append('--root')
+        else:
+            key = (self.image.dir / 'id_ed25519.pub').read_text().strip()
+            args += ['--user', DRIVER_ACCOUNT, '--authorized-key', key]
+        r = self.run(['bash', '-s', '--'] + args,
+                     input=bundle.script().encode(), check=False,
+                     timeout=300)
         for line in r.stdout.splitlines():
             self.log(f'  {line}')
         if r.returncode != 0:
@@ -602,6 +627,10 @@ class LabGuest:
         # The driver advertises target_port = iscsi_port, and the forward
         # keeps that number inside the guest: tgt gets an extra portal on
         # it, LIO creates its portal there itself.
+        # Both come back after a reboot of the guest: tgt is enabled, with
+        # a drop-in that opens the extra portal; LIO's saved configuration
+        # (its portal is the driver's target_port) is restored by
+        # rtslib-fb-targetctl.
         if helper == 'tgtadm':
             script = r'''
 set -e
@@ -609,18 +638,29 @@ if [ -d /sys/kernel/config/target/iscsi ] ||
         lsmod | grep -q '^iscsi_target_mod '; then
     targetcli clearconfig confirm=True >/dev/null
 fi
-systemctl start tgt
+rm -f /etc/rtslib-fb-target/saveconfig.json
+mkdir -p /etc/systemd/system/tgt.service.d
+cat > /etc/systemd/system/tgt.service.d/lab-portal.conf <<EOF
+[Service]
+# the lab forwards this port from the host to the same port here
+ExecStartPost=/usr/sbin/tgtadm --lld iscsi --mode portal --op new --param portal=0.0.0.0:PORT
+EOF
+systemctl daemon-reload
+systemctl enable tgt >/dev/null 2>&1
+systemctl restart tgt
 for i in $(seq 1 100); do
     tgtadm --lld iscsi --mode target --op show >/dev/null 2>&1 && break
     sleep 0.1
 done
-tgtadm --lld iscsi --mode portal --op show | grep -q ":PORT\b" ||
-    tgtadm --lld iscsi --mode portal --op new --param portal=0.0.0.0:PORT
+tgtadm --lld iscsi --mode portal --op show | grep -q ":PORT\b"
 '''.replace('PORT', str(self.iscsi_port))
         elif helper == 'lioadm':
             script = r'''
 set -e
-systemctl stop tgt
+systemctl disable --now tgt >/dev/null 2>&1
+rm -f /etc/systemd/system/tgt.service.d/lab-portal.conf
+systemctl daemon-reload
+systemctl enable rtslib-fb-targetctl >/dev/null 2>&1
 modprobe -a target_core_mod iscsi_target_mod target_core_iblock
 targetcli ls / 1 >/dev/null
 '''
@@ -644,6 +684,8 @@ targetcli ls / 1 >/dev/null
             ENV_PREFIX + 'SSH_PORT': str(self.ssh_port),
             ENV_PREFIX + 'ISCSI_PORT': str(self.iscsi_port),
             ENV_PREFIX + 'USER': self.user,
+            ENV_PREFIX + 'LOGIN': self.login,
+            ENV_PREFIX + 'MODE': self.mode,
             ENV_PREFIX + 'KEY': str(self.private_key),
             ENV_PREFIX + 'KNOWN_HOSTS': str(self.known_hosts),
             ENV_PREFIX + 'POOL': self.pool,

@@ -1,4 +1,4 @@
-"""python -m cinder_zol.lab {build,run,shell}: the cinder-zol lab storage host.
+"""python -m cinder_zol_lab {build,run,shell}: the cinder-zol lab storage host.
 
   build                                   build (or reuse) the guest image
   run [--target tgtadm|lioadm] -- CMD...  boot a guest, run CMD with
@@ -10,8 +10,9 @@
                                           through its life with the driver
                                           (needs cinder; see demo.py)
 
-Environment given to CMD: CINDER_ZOL_LAB_HOST, _SSH_PORT, _ISCSI_PORT, _USER,
-_KEY, _KNOWN_HOSTS, _POOL, _PARENT, _RUN_DIR, _TARGET.
+Environment given to CMD: CINDER_ZOL_LAB_HOST, _SSH_PORT, _ISCSI_PORT, _USER
+(root, for checks), _LOGIN (the driver's account), _MODE, _KEY, _KNOWN_HOSTS,
+_POOL, _PARENT, _RUN_DIR, _TARGET.
 Cache: $CINDER_ZOL_LAB_CACHE or ~/.cache/cinder-zol.
 """
 
@@ -27,7 +28,7 @@ import time
 
 if __package__:
     from . import guest as lab
-else:  # run as a plain script: python cinder_zol/lab/__main__.py
+else:  # run as a plain script: python cinder_zol_lab/__main__.py
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import guest as lab  # type: ignore[no-redef]
 
@@ -65,7 +66,8 @@ def cmd_build(args) -> int:
 
 def _guest(args) -> lab.LabGuest:
     return lab.LabGuest(pool=args.pool, parent_dataset=args.parent,
-                        memory_mb=args.memory, keep=args.keep, log=log)
+                        memory_mb=args.memory, keep=args.keep, log=log,
+                        mode=args.mode)
 
 
 def _boot(g: lab.LabGuest, args) -> None:
@@ -165,7 +167,7 @@ def cmd_demo(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog='python -m cinder_zol.lab', description=__doc__,
+        prog='python -m cinder_zol_lab', description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
     sub.add_parser('build', help='build (or reuse) the guest image')
@@ -182,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
                         help='parent dataset (default POOL/cinder)')
         sp.add_argument('--memory', type=int, default=2048, help='guest MiB')
         sp.add_argument('--keep', action='store_true', help='keep the run dir')
+        sp.add_argument('--mode', choices=lab.MODES, default=lab.MODES[0],
+                        help='how the storage host is set up: the driver '
+                             'logs in as the unprivileged cinder-zol account '
+                             '(default) or as root')
         if name == 'run':
             sp.add_argument('cmd', nargs=argparse.REMAINDER, help='-- CMD...')
     args = p.parse_args(argv)

@@ -21,7 +21,7 @@ def settings(env: dict[str, str]) -> dict:
         'volume_backend_name': 'zol_lab',
         'san_ip': get('HOST'),
         'san_ssh_port': int(get('SSH_PORT')),
-        'san_login': get('USER', 'root'),
+        'san_login': get('LOGIN', 'root'),
         'san_private_key': get('KEY'),
         'zol_ssh_known_hosts_file': get('KNOWN_HOSTS'),
         'zol_dataset': get('PARENT'),

@@ -1,0 +1,157 @@
+"""The exact zfs command lines the storage host side may run.
+
+Every ``zfs`` argv built by :mod:`.zfs` is checked here before it runs, so
+no code path (nor a future change) can name a dataset outside the allowed
+parents, use ``-r``/``-R`` on a destroy, touch ``mountpoint`` or send and
+receive streams. Positional and exact: an option is accepted only at its
+place, so getopt's argument permutation cannot smuggle one in. The unit
+tests feed every command the host code produces through :func:`check_zfs`.
+"""
+
+import re
+
+from . import errors
+from . import names
+
+MANAGED_PROP = 'cinder_zol:managed'
+IMAGE_PROPS = ('cinder_zol:image_id', 'cinder_zol:image_hash')
+
+# Columns `zfs list` may be asked for.
+LIST_FIELDS = frozenset((
+    'name', 'type', 'volsize', 'used', 'available', 'refreservation',
+    'origin', 'clones', 'defer_destroy', 'createtxg', 'volblocksize',
+    'referenced', 'logicalused', MANAGED_PROP) + IMAGE_PROPS)
+LIST_TYPES = frozenset(('all', 'volume', 'snapshot', 'filesystem',
+                        'filesystem,volume', 'volume,snapshot'))
+GET_PROPS = frozenset(('type', 'used', 'available', 'used,available',
+                       'type,used,available', 'version', MANAGED_PROP))
+
+# Properties a zvol may be created or changed with: what a volume type or
+# zol_zvol_properties may ask for, plus the driver's own. Whatever `zfs
+# allow` grants on the storage host must cover this list.
+SETTABLE = frozenset((
+    'volsize', 'refreservation', 'volblocksize', 'compression', 'sync',
+    'logbias', 'primarycache', 'secondarycache', 'copies', 'checksum',
+    'dedup', 'redundant_metadata', 'snapdev', 'volmode',
+    MANAGED_PROP) + IMAGE_PROPS)
+# The property `zfs inherit` may clear (unmanage).
+INHERITABLE = frozenset((MANAGED_PROP,) + IMAGE_PROPS)
+
+
+def _dataset(arg, parents):
+    """P/NAME with P an allowed parent and NAME one safe component."""
+    for parent in parents:
+        prefix = parent + '/'
+        if arg.startswith(prefix):
+            names.component(arg[len(prefix):])
+            return arg
+    raise errors.Refused('%r is not a dataset directly below %s'
+                         % (arg, ' or '.join(parents)))
+
+
+def _snapshots(arg, parents, several=False):
+    dataset, at, snaps = arg.partition('@')
+    if not at:
+        raise errors.Refused('%r is not a snapshot' % arg)
+    _dataset(dataset, parents)
+    for snap in snaps.split(',') if several else [snaps]:
+        names.component(snap, 'snapshot name')
+    return arg
+
+
+def _assignment(arg, allowed):
+    key, eq, value = arg.partition('=')
+    if not eq or key not in allowed:
+        raise errors.Refused('property %r may not be set here' % key)
+    names.properties({key: value})
+    return key, value
+
+
+def _options(args):
+    """Leading ``-o k=v`` pairs -> (dict, rest)."""
+    props = {}
+    while len(args) >= 2 and args[0] == '-o':
+        key, value = _assignment(args[1], SETTABLE)
+        props[key] = value
+        args = args[2:]
+    return props, args
+
+
+def _expect(cond, argv):
+    if not cond:
+        raise errors.Refused('zfs command not in the grammar: %s'
+                             % ' '.join(argv))
+
+
+def check_zfs(argv, parents):
+    """Refuse (errors.Refused) any zfs argv outside the exact grammar."""
+    _expect(len(argv) >= 2 and argv[0] == 'zfs', argv)
+    verb, args = argv[1], list(argv[2:])
+    if verb == 'list':
+        _expect(len(args) == 9 and args[:3] == ['-H', '-p', '-o'] and
+                set(args[3].split(',')) <= LIST_FIELDS and
+                args[4] == '-t' and args[5] in LIST_TYPES and
+                args[6] == '-d' and args[7] in ('0', '1', '2'), argv)
+        if args[8] not in parents:
+            _dataset(args[8], parents)
+    elif verb == 'get':
+        _expect(len(args) == 6 and args[:4] == ['-H', '-p', '-o', 'value']
+                and args[4] in GET_PROPS, argv)
+        if args[5] not in parents:
+            _dataset(args[5], parents)
+    elif verb == 'create':
+        _expect(len(args) >= 3 and args[0] == '-V', argv)
+        names.size(args[1])
+        args = args[2:]
+        if args[0] == '-s':
+            args = args[1:]
+        props, rest = _options(args)
+        _expect(len(rest) == 1 and props.get(MANAGED_PROP) == 'yes', argv)
+        _dataset(rest[0], parents)
+    elif verb == 'snapshot':
+        _expect(len(args) >= 1, argv)
+        for arg in args:
+            _snapshots(arg, parents)
+    elif verb == 'clone':
+        props, rest = _options(args)
+        _expect(len(rest) == 2 and props.get(MANAGED_PROP) == 'yes', argv)
+        _snapshots(rest[0], parents)
+        _dataset(rest[1], parents)
+    elif verb in ('promote', 'destroy') and len(args) == 1:
+        _dataset(args[0], parents)
+    elif verb == 'destroy':
+        _expect(len(args) == 2 and args[0] == '-d', argv)
+        _snapshots(args[1], parents, several=True)
+    elif verb == 'rename':
+        _expect(len(args) == 2, argv)
+        _dataset(args[0], parents)
+        _dataset(args[1], parents)
+    elif verb == 'set':
+        _expect(len(args) >= 2, argv)
+        for arg in args[:-1]:
+            _assignment(arg, SETTABLE)
+        _dataset(args[-1], parents)
+    elif verb == 'inherit':
+        _expect(len(args) == 2 and args[0] in INHERITABLE, argv)
+        _dataset(args[1], parents)
+    elif verb == 'rollback':
+        _expect(len(args) in (1, 2), argv)
+        if len(args) == 2:
+            _expect(args[0] == '-r', argv)
+        _snapshots(args[-1], parents)
+    elif verb == 'version':
+        _expect(not args, argv)
+    else:
+        _expect(False, argv)
+    return argv
+
+
+_ZFS_VERSION = re.compile(r'zfs-(?:kmod-)?(\d+\.\d+\.\d+)')
+
+
+def parse_version(text):
+    """'zfs-2.1.11-1\\nzfs-kmod-2.1.11-1' -> (2, 1, 11) of the module."""
+    found = _ZFS_VERSION.findall(text or '')
+    if not found:
+        return None
+    return tuple(int(x) for x in found[-1].split('.'))

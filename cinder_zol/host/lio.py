@@ -1,0 +1,243 @@
+"""LIO exports through rtslib-fb (python3-rtslib-fb), in the root helper.
+
+Layout per volume: block backstore named after the volume on the zvol
+device, with the volume's serial as its WWN (a re-created backstore keeps
+the identity multipath saw); target ``<iqn>``; TPG 1 with
+``generate_node_acls=0`` (only explicit ACLs) and ``authentication=1`` when
+CHAP is on; portal ``0.0.0.0:<port>``; LUN 0; one NodeACL per initiator
+carrying the volume's CHAP credentials. Each change ends with
+``RTSRoot().save_to_file()``, which ``rtslib-fb-targetctl`` restores at boot.
+
+LIO reads the size from the block device: a resize needs nothing here.
+"""
+
+from . import errors
+
+LUN = 0
+PORTAL_IP = '0.0.0.0'
+
+
+def _rtslib():
+    try:
+        import rtslib_fb
+    except ImportError:
+        raise errors.Unavailable('python3-rtslib-fb is not installed on the '
+                                 'storage host',
+                                 hint='apt install python3-rtslib-fb')
+    return rtslib_fb
+
+
+class Backend(object):
+
+    tool = 'lioadm'
+
+    def __init__(self, executor):
+        self.executor = executor
+        self.rtslib = None
+
+    def _root(self):
+        if self.rtslib is None:
+            self.rtslib = _rtslib()
+        try:
+            return self.rtslib.RTSRoot()
+        except Exception as e:
+            raise errors.Unavailable(
+                'cannot open the LIO configuration', str(e),
+                'Load the modules (modprobe -a target_core_mod '
+                'iscsi_target_mod target_core_iblock) and mount configfs.')
+
+    # -- lookups -----------------------------------------------------------
+
+    @staticmethod
+    def _target(root, iqn):
+        for target in root.targets:
+            if target.wwn == iqn:
+                return target
+        return None
+
+    @staticmethod
+    def _storage_object(root, name):
+        for so in root.storage_objects:
+            if so.name == name:
+                return so
+        return None
+
+    @staticmethod
+    def _tpg(target):
+        for tpg in target.tpgs if target else ():
+            return tpg
+        return None
+
+    @staticmethod
+    def _acl(tpg, initiator):
+        for acl in tpg.node_acls:
+            if acl.node_wwn.lower() == initiator.lower():
+                return acl
+        return None
+
+    @staticmethod
+    def _lun(tpg, so):
+        for lun in tpg.luns:
+            if lun.storage_object.name == so.name:
+                return lun
+        return None
+
+    @staticmethod
+    def _chap_of(tpg):
+        for acl in tpg.node_acls:
+            if acl.chap_userid:
+                return [acl.chap_userid, acl.chap_password]
+        return None
+
+    @staticmethod
+    def _undo(created):
+        for obj in reversed(created):
+            try:
+                obj.delete()
+            except Exception:
+                pass
+
+    def _save(self, root):
+        try:
+            root.save_to_file()
+        except Exception as e:
+            raise errors.TargetError('saving the LIO configuration failed',
+                                     str(e))
+
+    def _allow(self, tpg, lun, initiator, chap, created):
+        acl = self._acl(tpg, initiator)
+        if acl is None:
+            acl = self.rtslib.NodeACL(tpg, initiator, mode='create')
+            created.append(acl)
+        if chap:
+            acl.chap_userid, acl.chap_password = chap
+        if not any(m.tpg_lun.lun == lun.lun for m in acl.mapped_luns):
+            created.append(self.rtslib.MappedLUN(acl, lun.lun, lun.lun))
+
+    # -- operations ------------------------------------------------------
+
+    def export(self, name, iqn, device, chap, initiators, port, serial):
+        root = self._root()
+        rts = self.rtslib
+        created = []
+        try:
+            so = self._storage_object(root, name)
+            target = self._target(root, iqn)
+            tpg = self._tpg(target)
+            if so is None:
+                so = rts.BlockStorageObject(name, dev=device, wwn=serial)
+                created.append(so)
+            elif so.udev_path != device:
+                raise errors.TargetError(
+                    'LIO block backstore %s exists for %s, not %s'
+                    % (name, so.udev_path, device))
+            if target is None:
+                target = rts.Target(rts.FabricModule('iscsi'), iqn,
+                                    mode='create')
+                created.append(target)
+            if tpg is None:
+                tpg = rts.TPG(target, 1, mode='create')
+                created.append(tpg)
+            existing = self._chap_of(tpg)
+            if existing and chap:
+                chap = existing     # first export wins; all agree
+            # Only explicit per-initiator ACLs may log in.
+            tpg.set_attribute('generate_node_acls', '0')
+            tpg.set_attribute('authentication', '1' if chap else '0')
+            if not any(True for _ in tpg.network_portals):
+                created.append(rts.NetworkPortal(tpg, PORTAL_IP, port,
+                                                 mode='create'))
+            lun = self._lun(tpg, so)
+            if lun is None:
+                lun = rts.LUN(tpg, storage_object=so)
+                created.append(lun)
+            for initiator in initiators:
+                self._allow(tpg, lun, initiator, chap, created)
+            tpg.enable = True
+            if created:
+                self._save(root)
+        except errors.HostError:
+            self._undo(created)
+            raise
+        except Exception as e:
+            self._undo(created)
+            raise errors.TargetError('LIO export of %s failed' % name,
+                                     '%s: %s' % (type(e).__name__, e))
+        return {'tid': tpg.tag, 'lun': lun.lun, 'chap': chap,
+                'changed': bool(created),
+                'initiators': sorted(a.node_wwn for a in tpg.node_acls)}
+
+    def remove(self, name, iqn):
+        root = self._root()
+        target = self._target(root, iqn)
+        so = self._storage_object(root, name)
+        try:
+            if target is not None:
+                target.delete()
+            if so is not None:
+                so.delete()
+        except Exception as e:
+            raise errors.TargetError('removing LIO export %s failed' % iqn,
+                                     '%s: %s' % (type(e).__name__, e),
+                                     'Is the device still open by '
+                                     'another target?')
+        if target is not None or so is not None:
+            self._save(root)
+        return {'removed': target is not None or so is not None}
+
+    def allow(self, name, iqn, initiator, chap):
+        root = self._root()
+        tpg = self._tpg(self._target(root, iqn))
+        so = self._storage_object(root, name)
+        lun = self._lun(tpg, so) if tpg and so else None
+        if lun is None:
+            raise errors.NotFound('target %s with the LUN of %s does not '
+                                  'exist: the volume is not exported'
+                                  % (iqn, name))
+        chap = self._chap_of(tpg) or chap
+        created = []
+        try:
+            self._allow(tpg, lun, initiator, chap, created)
+            if created:
+                self._save(root)
+        except Exception as e:
+            self._undo(created)
+            raise errors.TargetError('allowing %s on %s failed'
+                                     % (initiator, iqn), str(e))
+        return {'initiators': sorted(a.node_wwn for a in tpg.node_acls)}
+
+    def deny(self, name, iqn, initiators):
+        root = self._root()
+        tpg = self._tpg(self._target(root, iqn))
+        if tpg is None:
+            return {'initiators': []}
+        wanted = None if initiators is None else \
+            set(i.lower() for i in initiators)
+        changed = False
+        for acl in list(tpg.node_acls):
+            if wanted is None or acl.node_wwn.lower() in wanted:
+                acl.delete()
+                changed = True
+        if changed:
+            self._save(root)
+        return {'initiators': sorted(a.node_wwn for a in tpg.node_acls)}
+
+    def resize(self, name, iqn, device, serial):
+        return {'changed': False}   # LIO reads the size from the device
+
+    def show(self, name, iqn):
+        root = self._root()
+        target = self._target(root, iqn)
+        tpg = self._tpg(target)
+        so = self._storage_object(root, name)
+        lun = self._lun(tpg, so) if tpg and so else None
+        return {'exists': lun is not None,
+                'device': so.udev_path if so else None,
+                'initiators': sorted(a.node_wwn for a in tpg.node_acls)
+                if tpg else [],
+                'chap_user': (self._chap_of(tpg) or [None])[0]
+                if tpg else None}
+
+    def version(self):
+        root = self._root()
+        return {'helper': self.tool, 'targets': len(list(root.targets))}

@@ -1,0 +1,220 @@
+#!/bin/bash
+# Make a Debian ZFS-on-Linux server a cinder-zol storage host.
+#
+# The operator recipe; the lab runs exactly this script in its guest. Run it
+# as root on the storage host from a copy of the cinder_zol/host directory
+# (python3 -m cinder_zol.host.bundle writes a self-contained installer that
+# does that), e.g. from a cinder-volume host:
+#
+#   python3 -m cinder_zol.host.bundle | ssh root@storage bash -s -- \
+#       --dataset tank/cinder --authorized-key "$(cat cinder-volume.pub)"
+#
+# Prerequisites (Debian 12 or 13, apt sources with "main contrib"):
+#   apt-get install linux-headers-amd64 zfs-dkms zfsutils-linux python3 sudo \
+#       tgt targetcli-fb python3-rtslib-fb
+#
+# Least privilege (default): the driver logs in as an unprivileged account
+# (--user, default cinder-zol) whose key sshd forces to run
+# /usr/libexec/cinder-zol/cinder-zol-host --ssh-wrapper (a fixed grammar of
+# requests, no shell, no forwarding, no pty). zfs runs as that account with
+# `zfs allow` on the parent dataset only; target changes and zvol data go
+# through one root helper, the only command sudo allows it.
+# --root instead keeps the driver logging in as root (labs).
+#
+# Options:
+#   --pool NAME            zpool to use or create                (tank)
+#   --dataset DATASET      parent dataset for the volumes        (POOL/cinder)
+#   --device DEV           vdev for a new pool (repeat)          (/dev/vdb)
+#   --user NAME            the driver's account                  (cinder-zol)
+#   --authorized-key KEY   public key line of the cinder-volume hosts
+#   --key-from PATTERNS    restrict that key to these client addresses
+#   --root                 no account: the driver logs in as root
+#   --target-helper H      target started at boot: tgtadm or lioadm (tgtadm)
+#   --properties LIST      extra zfs properties volume types may set
+# Every step is idempotent; an existing pool is used as is.
+set -euo pipefail
+
+SOURCE=$(cd "$(dirname "$0")" && pwd)
+POOL=tank
+PARENT=
+DEVICES=()
+USER_NAME=cinder-zol
+AUTH_KEY=
+KEY_FROM=
+ROOT_MODE=0
+HELPER=tgtadm
+EXTRA_PROPS=
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --pool) POOL=$2; shift 2 ;;
+        --dataset) PARENT=$2; shift 2 ;;
+        --device) DEVICES+=("$2"); shift 2 ;;
+        --user) USER_NAME=$2; shift 2 ;;
+        --authorized-key) AUTH_KEY=$2; shift 2 ;;
+        --key-from) KEY_FROM=$2; shift 2 ;;
+        --root) ROOT_MODE=1; shift ;;
+        --target-helper) HELPER=$2; shift 2 ;;
+        --properties) EXTRA_PROPS=$2; shift 2 ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup-storage-host: unknown option $1" >&2; exit 2 ;;
+    esac
+done
+PARENT=${PARENT:-$POOL/cinder}
+[ ${#DEVICES[@]} -gt 0 ] || DEVICES=(/dev/vdb)
+case "$HELPER" in tgtadm|lioadm) ;; *)
+    echo "setup-storage-host: --target-helper must be tgtadm or lioadm" >&2; exit 2 ;;
+esac
+[[ "$USER_NAME" =~ ^[a-z_][a-z0-9_-]{0,30}$ ]] || {
+    echo "setup-storage-host: bad --user $USER_NAME" >&2; exit 2; }
+[[ "$PARENT" =~ ^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)+$ ]] || {
+    echo "setup-storage-host: bad --dataset $PARENT" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "setup-storage-host: run as root" >&2; exit 2; }
+
+say() { echo "setup-storage-host: $*"; }
+LIB=/usr/lib/cinder-zol
+LIBEXEC=/usr/libexec/cinder-zol
+# zfs permissions of the driver's account: on the parent itself only what
+# creating children needs; on everything below it what the driver does.
+LOCAL_PERMS=create,mount
+DESCENDANT_PERMS=destroy,mount,snapshot,clone,promote,rename,rollback,userprop,volsize,refreservation
+# properties a volume type may set (zfs:<prop> extra specs); must match
+# cinder_zol/host/grammar.py SETTABLE
+PROPS=volblocksize,compression,sync,logbias,primarycache,secondarycache,copies,checksum,dedup,redundant_metadata,snapdev,volmode
+[ -z "$EXTRA_PROPS" ] || PROPS=$PROPS,$EXTRA_PROPS
+
+# 1. ZFS, the pool and the parent dataset ---------------------------------
+modprobe zfs
+say "zfs $(cat /sys/module/zfs/version)"
+if zpool list -H -o name "$POOL" >/dev/null 2>&1; then
+    say "pool $POOL exists"
+else
+    say "creating pool $POOL on ${DEVICES[*]}"
+    zpool create -f -o ashift=12 "$POOL" "${DEVICES[@]}"
+fi
+if zfs list -H -o name "$PARENT" >/dev/null 2>&1; then
+    say "dataset $PARENT exists"
+else
+    say "creating dataset $PARENT"
+    zfs create -p "$PARENT"
+fi
+
+# 2. the host component ------------------------------------------------------
+for f in "$SOURCE"/*.py; do [ -e "$f" ] || { say "no *.py next to $0"; exit 1; }; done
+install -d -m 0755 -o root -g root "$LIB" "$LIB/cinder_zol_host" "$LIBEXEC"
+rm -rf "$LIB/cinder_zol_host"/*
+install -m 0644 -o root -g root "$SOURCE"/*.py "$LIB/cinder_zol_host/"
+python3 -m compileall -q "$LIB/cinder_zol_host"
+launcher() {  # launcher NAME MODULE
+    cat >"$LIBEXEC/$1.new" <<EOF
+#!/usr/bin/python3 -I
+# cinder-zol storage host component (installed by setup-storage-host.sh)
+import sys
+sys.path.insert(0, '$LIB')
+from cinder_zol_host import $2
+sys.exit($2.main())
+EOF
+    chmod 0755 "$LIBEXEC/$1.new"
+    mv -f "$LIBEXEC/$1.new" "$LIBEXEC/$1"
+}
+launcher cinder-zol-host agent
+launcher cinder-zol-target target
+say "installed $LIBEXEC/cinder-zol-host and cinder-zol-target"
+
+# 3. what this host lets the driver use -------------------------------------
+helpers=()
+command -v tgtadm >/dev/null && helpers+=(tgtadm)
+python3 -c 'import rtslib_fb' 2>/dev/null && helpers+=(lioadm)
+agent_user=$USER_NAME
+[ "$ROOT_MODE" = 1 ] && agent_user=root
+if [ "$ROOT_MODE" = 0 ] && ! id "$USER_NAME" >/dev/null 2>&1; then
+    useradd --system --create-home --home-dir "/var/lib/$USER_NAME" \
+        --shell /bin/sh --comment "cinder-zol driver" "$USER_NAME"
+fi
+install -d -m 0755 /etc/cinder-zol
+cat >/etc/cinder-zol/host.conf.new <<EOF
+# cinder-zol storage host configuration (setup-storage-host.sh)
+# parent datasets the driver may manage
+datasets = $PARENT
+# target helpers the root helper may drive
+target_helpers = ${helpers[*]}
+# account the driver logs in as
+user = $agent_user
+EOF
+mv -f /etc/cinder-zol/host.conf.new /etc/cinder-zol/host.conf
+cat >/etc/tmpfiles.d/cinder-zol.conf <<EOF
+# cinder-zol: the agent's dependency locks, and the root helper's own
+d /run/cinder-zol 0700 $agent_user $agent_user -
+d /run/cinder-zol-target 0700 root root -
+EOF
+systemd-tmpfiles --create /etc/tmpfiles.d/cinder-zol.conf
+
+# 4. the driver's account (least privilege) ---------------------------------
+if [ "$ROOT_MODE" = 0 ]; then
+    # '*' (no password) rather than '!' (locked): sshd refuses locked
+    # accounts even for key logins
+    usermod -p '*' "$USER_NAME"
+    zfs allow -l -u "$USER_NAME" "$LOCAL_PERMS" "$PARENT"
+    zfs allow -d -u "$USER_NAME" "$DESCENDANT_PERMS,$PROPS" "$PARENT"
+    say "zfs allow on $PARENT for $USER_NAME: $LOCAL_PERMS (the parent), $DESCENDANT_PERMS,$PROPS (below it)"
+    cat >/etc/sudoers.d/cinder-zol.new <<EOF
+# cinder-zol: the driver's account may run the root helper, nothing else.
+# The helper re-checks every argument (sudo cannot see argv boundaries).
+Defaults:$USER_NAME !requiretty, env_reset
+$USER_NAME ALL=(root) NOPASSWD: $LIBEXEC/cinder-zol-target ^(session|(write|read) [A-Za-z0-9][A-Za-z0-9_.\:/-]* [A-Za-z0-9][A-Za-z0-9_.\:-]*)\$
+EOF
+    chmod 0440 /etc/sudoers.d/cinder-zol.new
+    visudo -cq -f /etc/sudoers.d/cinder-zol.new
+    mv -f /etc/sudoers.d/cinder-zol.new /etc/sudoers.d/cinder-zol
+    install -d -m 0755 -o root -g root /etc/ssh/authorized_keys
+    if [ -n "$AUTH_KEY" ]; then
+        opts=restrict
+        [ -z "$KEY_FROM" ] || opts="restrict,from=\"$KEY_FROM\""
+        printf '%s %s\n' "$opts" "$AUTH_KEY" >"/etc/ssh/authorized_keys/$USER_NAME"
+        chmod 0644 "/etc/ssh/authorized_keys/$USER_NAME"
+    fi
+    [ -s "/etc/ssh/authorized_keys/$USER_NAME" ] ||
+        say "WARNING: no key in /etc/ssh/authorized_keys/$USER_NAME yet (--authorized-key)"
+    cat >/etc/ssh/sshd_config.d/cinder-zol.conf <<EOF
+# cinder-zol: the driver's key may only talk to the agent.
+Match User $USER_NAME
+    AuthorizedKeysFile /etc/ssh/authorized_keys/%u
+    ForceCommand $LIBEXEC/cinder-zol-host --ssh-wrapper
+    DisableForwarding yes
+    PermitTTY no
+    PermitUserRC no
+Match all
+EOF
+    sshd -t
+    systemctl reload ssh 2>/dev/null || systemctl reload sshd
+    say "account $USER_NAME: forced command, sudo for the root helper only"
+else
+    rm -f /etc/ssh/sshd_config.d/cinder-zol.conf /etc/sudoers.d/cinder-zol
+    say "root mode: the driver logs in as root"
+fi
+
+# 5. targets come back after a reboot: after the zvol links, from config ----
+for unit in tgt.service rtslib-fb-targetctl.service; do
+    if systemctl cat "$unit" >/dev/null 2>&1; then
+        mkdir -p "/etc/systemd/system/$unit.d"
+        cat >"/etc/systemd/system/$unit.d/cinder-zol.conf" <<EOF
+[Unit]
+# exports need their /dev/zvol links
+After=zfs-volumes.target
+Wants=zfs-volumes.target
+EOF
+    fi
+done
+systemctl daemon-reload
+systemctl enable zfs-volume-wait.service zfs-volumes.target >/dev/null 2>&1 || true
+# tgt and LIO both listen on port 3260: only one starts at boot
+if [ "$HELPER" = tgtadm ]; then
+    systemctl enable tgt.service >/dev/null 2>&1
+else
+    systemctl disable tgt.service >/dev/null 2>&1 || true
+    systemctl enable rtslib-fb-targetctl.service >/dev/null 2>&1 || true
+fi
+command -v udevadm >/dev/null && udevadm settle || true
+
+"$LIBEXEC/cinder-zol-host" version >/dev/null
+say "ready: pool $POOL, parent $PARENT, target helpers: ${helpers[*]} ($HELPER at boot)"

@@ -1,0 +1,339 @@
+"""ZFS host model: typed zfs operations confined to one parent dataset.
+
+Speaks ZFS, not Cinder: sizes are bytes, output is parsed from ``-H -p``
+(tab separated, exact numbers), and failures become the exception kinds of
+:mod:`.errors` carrying zfs's own stderr. Names are built only by
+:meth:`ZfsHost.path`, and every command line is checked against
+:mod:`.grammar` before it runs. Datasets this driver creates carry
+``cinder_zol:managed=yes``.
+"""
+
+import time
+
+from . import errors
+from . import grammar
+from . import names
+
+MANAGED_PROP = grammar.MANAGED_PROP
+IMAGE_ID_PROP, IMAGE_HASH_PROP = grammar.IMAGE_PROPS
+
+# Columns read by list(), in this order.
+LIST_FIELDS = ('name', 'type', 'volsize', 'used', 'available',
+               'refreservation', 'origin', 'clones', 'defer_destroy',
+               'createtxg', 'volblocksize', MANAGED_PROP, IMAGE_HASH_PROP)
+# Seconds a destroy retries while the zvol is still busy.
+BUSY_WAIT = 10
+# Properties only `zfs create` may set; a clone inherits them.
+CREATE_ONLY = frozenset(('volblocksize',))
+_NUMERIC = frozenset(('volsize', 'used', 'available', 'refreservation',
+                      'createtxg', 'volblocksize'))
+
+# zfs stderr fragment -> error kind, first match wins. Fragments are the
+# messages of libzfs (zfs_standard_error and friends), lower case; every
+# entry has a unit test carrying the real message of each tested version.
+CLASSIFY = (
+    ('out of space', errors.OutOfSpace),
+    ('permission denied', errors.PermissionDenied),
+    ('dataset does not exist', errors.NotFound),
+    ('could not find any snapshots', errors.NotFound),
+    ('dataset already exists', errors.Exists),
+    ('has dependent clones', errors.HasDependents),
+    ('has children', errors.HasDependents),
+    ('more recent snapshots', errors.HasDependents),
+    ('is busy', errors.Busy),
+    ('invalid', errors.Invalid),
+    ('bad property', errors.Invalid),
+    ('bad numeric value', errors.Invalid),
+    ('must be a multiple', errors.Invalid),
+    ('volume size', errors.Invalid),
+    ('not a valid', errors.Invalid),
+    ('read-only', errors.Invalid),
+    ('cannot be', errors.Invalid),
+    ('unsupported version', errors.Invalid),
+)
+
+HINTS = {
+    errors.OutOfSpace: 'Free space in the pool, or lower the size.',
+    errors.Busy: 'Detach the volume (remove its export) first.',
+    errors.HasDependents: 'Clones still depend on it.',
+    errors.NotFound: 'It may have been removed outside Cinder.',
+    errors.Invalid: 'Check the zfs properties of the volume type '
+                    '(zfs:<property> extra specs) and zol_zvol_properties.',
+    errors.PermissionDenied: 'The storage host account lacks a zfs '
+                             'permission: check "zfs allow" on the parent '
+                             'dataset (setup-storage-host.sh sets it).',
+}
+
+
+def classify(stderr):
+    lower = stderr.lower()
+    for fragment, kind in CLASSIFY:
+        if fragment in lower:
+            return kind
+    return errors.HostError
+
+
+class Dataset(object):
+    """One row of ``zfs list`` with exact values (None for '-')."""
+
+    __slots__ = ('name', 'type', 'volsize', 'used', 'available',
+                 'refreservation', 'origin', 'clones', 'deferred',
+                 'createtxg', 'volblocksize', 'managed', 'image_hash',
+                 'snapshots')
+
+    def __init__(self, row):
+        get = row.get
+        self.name = row['name']
+        self.type = get('type')
+        for field in _NUMERIC:
+            setattr(self, field, get(field))
+        self.origin = get('origin')
+        self.clones = get('clones').split(',') if get('clones') else []
+        self.deferred = get('defer_destroy') == 'on'
+        self.managed = get(MANAGED_PROP) == 'yes'
+        self.image_hash = get(IMAGE_HASH_PROP)
+        self.snapshots = []
+
+    @property
+    def short_name(self):
+        """Last component: 'volume-x' or 'volume-x@snap'."""
+        return self.name.rsplit('/', 1)[-1]
+
+    @property
+    def base(self):
+        """The dataset part of the short name (without @snapshot)."""
+        return self.short_name.split('@', 1)[0]
+
+    @property
+    def snapshot_name(self):
+        return self.name.split('@', 1)[1] if '@' in self.name else None
+
+    def __repr__(self):
+        return '<Dataset %s>' % self.name
+
+
+def _parse_value(field, raw):
+    if raw in ('-', ''):
+        return None
+    if field in _NUMERIC:
+        return int(raw)
+    return raw
+
+
+class ZfsHost(object):
+    """zfs on the local storage host, confined to one parent dataset."""
+
+    def __init__(self, executor, parent):
+        self.executor = executor
+        self.parent = names.parent(parent)
+
+    # -- names ---------------------------------------------------------
+
+    def path(self, name, snapshot=None):
+        """Full name of a child of the parent (or of its snapshot).
+
+        The only function that builds names: a component with '/', '@',
+        '..', a leading '-' or any shell character is refused.
+        """
+        names.component(name)
+        full = '%s/%s' % (self.parent, name)
+        if snapshot is None:
+            return full
+        return '%s@%s' % (full, names.component(snapshot, 'snapshot name'))
+
+    def child_name(self, full):
+        """Inverse of path() for a dataset directly below the parent.
+
+        None for anything else (the parent itself, a deeper dataset or a
+        dataset elsewhere): not ours to touch.
+        """
+        prefix = self.parent + '/'
+        if not full or not full.startswith(prefix):
+            return None
+        rest = full[len(prefix):].split('@', 1)[0]
+        return None if '/' in rest else rest
+
+    def device(self, name):
+        return '/dev/zvol/' + self.path(name)
+
+    # -- running -------------------------------------------------------
+
+    def _zfs(self, action, *args, input=None):
+        """Run ``zfs *args``; classify a failure by zfs's own message."""
+        argv = ['zfs'] + list(args)
+        grammar.check_zfs(argv, [self.parent])
+        done = self.executor.run(argv, input=input)
+        if done.returncode == 0:
+            return done.stdout
+        stderr = (done.stderr or done.stdout or '').strip() or \
+            'exit code %s' % done.returncode
+        if done.returncode == 127:
+            raise errors.Unavailable(
+                action + ' failed', stderr,
+                'Is zfsutils-linux installed on the storage host?')
+        kind = classify(stderr)
+        raise kind(action + ' failed', stderr, HINTS.get(kind, ''))
+
+    @staticmethod
+    def _options(props):
+        args = []
+        for key in sorted(props):
+            args += ['-o', '%s=%s' % (key, props[key])]
+        return args
+
+    # -- queries -------------------------------------------------------
+
+    def list(self, name=None, types='all', depth=1):
+        """Rows for a child (and its snapshots) or the parent's children."""
+        target = self.path(name) if name else self.parent
+        out = self._zfs('zfs list %s' % target, 'list', '-H', '-p', '-o',
+                        ','.join(LIST_FIELDS), '-t', types, '-d', str(depth),
+                        target)
+        rows = []
+        for line in out.splitlines():
+            values = line.split('\t')
+            if len(values) != len(LIST_FIELDS):
+                raise errors.HostError('zfs list %s: unexpected output line '
+                                       '%r' % (target, line))
+            rows.append(Dataset({f: _parse_value(f, v)
+                                 for f, v in zip(LIST_FIELDS, values)}))
+        return rows
+
+    def tree(self, rows):
+        """{short name: Dataset with .snapshots (oldest first)} of rows."""
+        datasets = {}
+        for row in rows:
+            child = self.child_name(row.name)
+            if child is None:
+                continue
+            if row.snapshot_name is None:
+                datasets[child] = row
+        for row in rows:
+            child = self.child_name(row.name)
+            if row.snapshot_name is not None and child in datasets:
+                datasets[child].snapshots.append(row)
+        for ds in datasets.values():
+            ds.snapshots.sort(key=lambda s: s.createtxg or 0)
+        return datasets
+
+    def get(self, name):
+        """The dataset and its snapshots, or None if it does not exist."""
+        try:
+            rows = self.list(name)
+        except errors.NotFound:
+            return None
+        return self.tree(rows).get(name)
+
+    def children(self):
+        """Every child of the parent with its snapshots, by short name."""
+        return self.tree(self.list(depth=2))
+
+    def parent_type(self):
+        """Type of the parent dataset; raises NotFound if missing."""
+        return self._zfs('zfs get type %s' % self.parent, 'get', '-H', '-p',
+                         '-o', 'value', 'type', self.parent).strip()
+
+    def space(self):
+        """(used, available) bytes of the parent: O(1) in the volumes."""
+        out = self._zfs('zfs get used,available %s' % self.parent, 'get',
+                        '-H', '-p', '-o', 'value', 'used,available',
+                        self.parent)
+        used, available = out.split()
+        return int(used), int(available)
+
+    def version(self):
+        """The kernel module's (major, minor, patch), or None."""
+        done = self.executor.run(['zfs', 'version'])
+        return grammar.parse_version(done.stdout)
+
+    # -- changes -------------------------------------------------------
+
+    def create_volume(self, name, size, sparse, props):
+        args = ['create', '-V', str(names.size(size))]
+        if sparse:
+            args.append('-s')
+        props = dict(names.properties(props), **{MANAGED_PROP: 'yes'})
+        self._zfs('zfs create %s' % self.path(name),
+                  *(args + self._options(props) + [self.path(name)]))
+
+    def snapshot(self, name, snapshot, *more):
+        """Snapshot one zvol, or several at once (atomically: one txg)."""
+        targets = [self.path(name, snapshot)] + [self.path(n, snapshot)
+                                                 for n in more]
+        self._zfs('zfs snapshot %s' % ' '.join(targets),
+                  'snapshot', *targets)
+
+    def clone(self, name, snapshot, new_name, props, sparse=True):
+        """Clone a snapshot; a thick clone reserves its full size.
+
+        Properties fixed at creation (volblocksize) are inherited from the
+        origin and dropped from ``props``.
+        """
+        origin, target = self.path(name, snapshot), self.path(new_name)
+        props = {k: v for k, v in names.properties(props).items()
+                 if k not in CREATE_ONLY}
+        props[MANAGED_PROP] = 'yes'
+        if not sparse:
+            props['refreservation'] = 'auto'
+
+        self._zfs('zfs clone %s %s' % (origin, target),
+                  *(['clone'] + self._options(props) + [origin, target]))
+
+    def promote(self, name):
+        self._zfs('zfs promote %s' % self.path(name),
+                  'promote', self.path(name))
+
+    def rename(self, name, new_name):
+        old, new = self.path(name), self.path(new_name)
+        self._zfs('zfs rename %s %s' % (old, new), 'rename', old, new)
+
+    def set(self, name, props):
+        args = ['%s=%s' % (k, v) for k, v in
+                sorted(names.properties(props).items())]
+        self._zfs('zfs set %s on %s' % (' '.join(args), self.path(name)),
+                  *(['set'] + args + [self.path(name)]))
+
+    def set_volsize(self, name, size):
+        self.set(name, {'volsize': str(names.size(size))})
+
+    def inherit(self, name, prop):
+        self._zfs('zfs inherit %s %s' % (prop, self.path(name)),
+                  'inherit', prop, self.path(name))
+
+    def rollback(self, name, snapshot, destroy_newer=False):
+        """Roll back; never -R, so snapshots with clones are never lost."""
+        args = ['rollback'] + (['-r'] if destroy_newer else [])
+        self._zfs('zfs rollback %s' % self.path(name, snapshot),
+                  *(args + [self.path(name, snapshot)]))
+
+    def destroy(self, name, busy_wait=BUSY_WAIT):
+        """Destroy one zvol (never -r/-R: fails if it has snapshots).
+
+        A zvol stays busy for a moment after its last user closed it (tgtd
+        closes a deleted LUN's device asynchronously, udev probes new
+        zvols): retry for ``busy_wait`` seconds before reporting Busy.
+        """
+        deadline = time.monotonic() + busy_wait
+        while True:
+            try:
+                self._zfs('zfs destroy %s' % self.path(name), 'destroy',
+                          self.path(name))
+                return
+            except errors.Busy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+
+    def destroy_snapshots(self, name, snapshots):
+        """Destroy snapshots now, or defer it while clones still need them.
+
+        ``zfs destroy -d`` removes a snapshot at once when nothing depends
+        on it and otherwise marks it, so that zfs itself removes it when its
+        last clone is destroyed: the bookkeeping stays on the host.
+        """
+        if not snapshots:
+            return
+        for snap in snapshots:
+            self.path(name, snap)
+        target = '%s@%s' % (self.path(name), ','.join(snapshots))
+        self._zfs('zfs destroy -d %s' % target, 'destroy', '-d', target)

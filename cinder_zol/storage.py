@@ -1,0 +1,148 @@
+"""The driver's view of the storage host: one method per host operation.
+
+Every request goes to ``cinder-zol-host`` on the storage host through the
+runner (:mod:`cinder_zol.runner`); the host side (:mod:`cinder_zol.host`)
+runs it under its own locks and answers with a result or an error kind,
+which becomes the matching :mod:`cinder_zol.exception` here. Sizes are
+bytes, names are ZFS names (``volume-<id>``), and nothing here knows about
+Cinder objects.
+"""
+
+import json
+
+from oslo_log import log as logging
+from oslo_utils import strutils
+
+from cinder.i18n import _
+
+from cinder_zol import exception
+from cinder_zol.host import errors as host_errors
+from cinder_zol.host import names
+from cinder_zol.host import ops
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_PROGRAM = '/usr/libexec/cinder-zol/cinder-zol-host'
+
+_EXCEPTIONS = {
+    'NotFound': exception.ZfsNotFound,
+    'Exists': exception.ZfsExists,
+    'Busy': exception.ZfsBusy,
+    'HasDependents': exception.ZfsHasDependents,
+    'OutOfSpace': exception.ZfsOutOfSpace,
+    'Invalid': exception.ZfsInvalid,
+    'Refused': exception.HostRefused,
+    'NotOwned': exception.NotOwned,
+    'PermissionDenied': exception.HostPermissionDenied,
+    'TargetError': exception.TargetError,
+    'Timeout': exception.HostTimeout,
+    'Unavailable': exception.HostSetupError,
+}
+
+
+def to_exception(error):
+    """A host error dict (or HostError) as the driver's exception."""
+    if isinstance(error, host_errors.HostError):
+        error = error.to_dict()
+    cls = _EXCEPTIONS.get(error.get('kind'), exception.HostOperationFailed)
+    return cls(what=error.get('message') or _('storage host operation '
+                                             'failed'),
+               stderr=strutils.mask_password(error.get('stderr') or ''),
+               hint=error.get('hint') or '')
+
+
+class StorageHost(object):
+    """Requests to the agent on one storage host, for one parent dataset."""
+
+    def __init__(self, runner, parent, program=DEFAULT_PROGRAM):
+        self.runner = runner
+        self.parent = self.check(names.parent, parent)
+        self.program = program
+
+    @staticmethod
+    def check(validate, *args):
+        """Run a names.* check here, before anything is sent."""
+        try:
+            return validate(*args)
+        except host_errors.Refused as e:
+            raise exception.UnsafeName(reason=e.message)
+
+    def call(self, op, *args, payload=None):
+        """Send one request; its result dict, or the mapped exception."""
+        argv = [op] + [str(a) for a in args]
+        line = self.runner.request(self.program, argv,
+                                   json.dumps(payload or {}))
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise exception.HostOperationFailed(
+                what=_('unexpected reply from %(p)s on %(h)s') % {
+                    'p': self.program, 'h': self.runner.host},
+                stderr=strutils.mask_password(line[:300]))
+        for note in reply.get('notes') or ():
+            LOG.info('%(host)s: %(note)s', {'host': self.runner.host,
+                                            'note': note})
+        if reply.get('ok'):
+            return reply.get('result') or {}
+        raise to_exception(reply.get('error') or {})
+
+    # -- information -----------------------------------------------------
+
+    def version(self):
+        return self.call('version')
+
+    def check_parent(self):
+        return self.call('check', self.parent)['type']
+
+    def space(self):
+        result = self.call('stats', self.parent)
+        return result['used'], result['available']
+
+    def sweep(self):
+        return self.call('sweep', self.parent)['actions']
+
+    # -- zvols -----------------------------------------------------------
+
+    def create_volume(self, name, size, sparse, props):
+        self.call('create', self.parent, name, size,
+                  payload={'sparse': sparse, 'props': props})
+
+    def delete_volume(self, name):
+        """'gone', 'destroyed' or the name it is kept under for clones."""
+        return self.call('delete', self.parent, name)['result']
+
+    def snapshot(self, name, snapshot):
+        self.call('snapshot', self.parent, snapshot, name)
+
+    def delete_snapshot(self, name, snapshot):
+        self.call('delete-snapshot', self.parent, name, snapshot)
+
+    def clone_volume(self, source, name, size, props):
+        self.call('clone', self.parent, source, name, size,
+                  payload={'props': props})
+
+    def clone_snapshot(self, source, snapshot, name, size, props):
+        self.call('clone-snapshot', self.parent, source, snapshot, name,
+                  size, payload={'props': props})
+
+    def extend(self, name, size):
+        self.call('extend', self.parent, name, size)
+
+    def revert(self, name, snapshot, size, props):
+        self.call('revert', self.parent, name, snapshot, size,
+                  payload={'props': props})
+
+    def rename(self, name, new_name):
+        self.call('rename', self.parent, name, new_name)
+
+    # -- targets ---------------------------------------------------------
+
+    def target(self, op, name, helper, payload):
+        return self.call('target-' + op, self.parent, name, helper,
+                         payload=payload)
+
+    def target_version(self, helper):
+        return self.call('target-version', helper)
+
+
+__all__ = ['StorageHost', 'ops']
