@@ -2,19 +2,23 @@
 
 It refuses what real zfs refuses (destroying a snapshot with clones or a
 zvol with snapshots, busy zvols, existing names, rollback past newer
-snapshots) with zfs's own messages, so the unit tier exercises the same
-error paths the real-host tier sees.
+snapshots) with zfs's own messages (OpenZFS 2.1), and allows what real zfs
+allows, shrinking a zvol included, so the unit tier exercises the same
+error paths the real-host tier sees. Each command is atomic (one lock), as
+a zfs command is; ``before`` runs ahead of each command, so a test can
+schedule other threads between commands.
 """
 
 import collections
+import threading
 
-from oslo_concurrency import processutils
-
-from cinder_zol import runner
-from cinder_zol import zfs
+from cinder_zol.host import execute
+from cinder_zol.host import zfs
 
 KNOWN_PROPS = {'volblocksize', 'compression', 'refreservation', 'volsize',
-               'logbias', 'sync', 'primarycache', zfs.MANAGED_PROP}
+               'logbias', 'sync', 'primarycache', zfs.MANAGED_PROP,
+               zfs.IMAGE_ID_PROP, zfs.IMAGE_HASH_PROP}
+CREATE_ONLY = {'volblocksize'}
 
 
 class ZfsFailure(Exception):
@@ -33,6 +37,9 @@ class FakeZfsHost(object):
         self.fail = {}             # argv[1] verb -> stderr to fail with once
         self.calls = []
         self.txg = 0
+        self.version = '2.1.11'
+        self.before = None         # callable(argv), run before each command
+        self._lock = threading.RLock()
         pool = parent.split('/')[0]
         for name in (pool, parent):
             self._add(name, 'filesystem')
@@ -66,22 +73,27 @@ class FakeZfsHost(object):
 
     # -- runner interface ----------------------------------------------------
 
-    def run(self, argv, input=None, timeout=None, check_exit_code=True):
+    def run(self, argv, input=None, timeout=None):
         argv = list(argv)
-        self.calls.append(argv)
-        runner.command_line(argv)  # same validation as the real runner
-        try:
-            if argv[0] != 'zfs':
-                raise ZfsFailure('%s: command not found' % argv[0])
-            verb = argv[1]
-            if verb in self.fail:
-                raise ZfsFailure(self.fail.pop(verb))
-            out = getattr(self, '_zfs_' + verb)(argv[2:])
-        except ZfsFailure as e:
-            raise processutils.ProcessExecutionError(
-                exit_code=127 if 'not found' in str(e) else 1,
-                stderr=str(e) + '\n', stdout='', cmd=' '.join(argv))
-        return runner.Result(out or '', '')
+        if self.before is not None:
+            self.before(argv)
+        with self._lock:
+            self.calls.append(argv)
+            try:
+                if argv[0] != 'zfs':
+                    return execute.Completed(argv, 127, '', '%s: command not '
+                                             'found\n' % argv[0])
+                verb = argv[1]
+                if verb in self.fail:
+                    raise ZfsFailure(self.fail.pop(verb))
+                out = getattr(self, '_zfs_' + verb)(argv[2:])
+            except ZfsFailure as e:
+                return execute.Completed(argv, 1, '', str(e) + '\n')
+            return execute.Completed(argv, 0, out or '', '')
+
+    def zfs_calls(self, verb=None):
+        return [c[1:] for c in self.calls
+                if c[0] == 'zfs' and (verb is None or c[1] == verb)]
 
     @staticmethod
     def _opts(args):
@@ -119,23 +131,27 @@ class FakeZfsHost(object):
                   props=props)
 
     def _zfs_snapshot(self, args):
-        (name,) = args
-        ds_name = name.split('@')[0]
-        self._get(ds_name)
-        if name in self.datasets:
-            raise ZfsFailure("cannot create snapshot '%s': dataset already "
-                             "exists" % name)
-        self._add(name, 'snapshot',
-                  volsize=self.datasets[ds_name]['volsize'])
+        for name in args:
+            self._get(name.split('@')[0])
+            if name in self.datasets:
+                raise ZfsFailure("cannot create snapshot '%s': dataset "
+                                 "already exists" % name)
+        for name in args:   # atomic: all or nothing, one txg
+            self._add(name, 'snapshot',
+                      volsize=self.datasets[name.split('@')[0]]['volsize'])
 
     def _zfs_clone(self, args):
         props, (origin, name), _ = self._opts(args)
         snap = self._get(origin)
         self._check_new(name)
+        for key in CREATE_ONLY & set(props):
+            raise ZfsFailure("cannot create '%s': '%s' is readonly"
+                             % (name, key))
+        volsize = int(props.pop('volsize', snap['volsize']))
         refres = 0
         if props.pop('refreservation', None) == 'auto':
-            refres = snap['volsize']
-        self._add(name, 'volume', volsize=snap['volsize'], origin=origin,
+            refres = volsize
+        self._add(name, 'volume', volsize=volsize, origin=origin,
                   refreservation=refres, props=props)
 
     def _zfs_destroy(self, args):
@@ -222,10 +238,11 @@ class FakeZfsHost(object):
                 raise ZfsFailure("cannot set property for '%s': invalid "
                                  "property '%s'" % (name, k))
             if k == 'volsize':
+                # real zfs lets a zvol shrink (and its data go): the host
+                # code must never ask for that
                 v = int(v)
-                if v < ds['volsize']:
-                    raise ZfsFailure("cannot set property for '%s': volume "
-                                     "size cannot be decreased" % name)
+                self.shrunk = getattr(self, 'shrunk', []) + (
+                    [name] if v < ds['volsize'] else [])
                 if ds['refreservation']:
                     grow = v - ds['volsize']
                     if grow > self.free:
@@ -260,9 +277,17 @@ class FakeZfsHost(object):
         self.datasets[base]['volsize'] = snap['volsize']
 
     def _zfs_get(self, args):
-        # only "get -H -p -o value type <name>" is used
-        name = args[-1]
-        return self._get(name)['type'] + '\n'
+        # "get -H -p -o value PROP[,PROP] <name>"
+        name, props = args[-1], args[-2].split(',')
+        ds = self._get(name)
+        return ''.join(self._field(ds, p) + '\n' for p in props)
+
+    def _zfs_inherit(self, args):
+        prop, name = args
+        self._get(name)['props'].pop(prop, None)
+
+    def _zfs_version(self, args):
+        return 'zfs-%s-1\nzfs-kmod-%s-1\n' % (self.version, self.version)
 
     def _zfs_list(self, args):
         it = iter(args)
@@ -307,8 +332,13 @@ class FakeZfsHost(object):
             return str(ds['refreservation'] or 0)
         if f == 'available':
             return str(self.free)
-        if f == zfs.MANAGED_PROP:
+        if f == 'type':
+            return ds['type']
+        if ':' in f:   # user properties
             return ds['props'].get(f, '-')
+        if f == 'volblocksize':
+            return str(ds['props'].get(f, 16384 if ds['type'] == 'volume'
+                                       else '-'))
         if f == 'defer_destroy':
             return ds['defer_destroy'] if ds['type'] == 'snapshot' else '-'
         value = ds.get(f)

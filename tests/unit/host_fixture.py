@@ -1,0 +1,83 @@
+"""An in-process storage host for the unit tier.
+
+The real agent code (:mod:`cinder_zol.host`), with fake tools behind its
+executor: ``zfs`` answered by :class:`tests.unit.fake_zfs.FakeZfsHost`,
+other programs by whatever fake a test registers (``tgtadm``...). Target
+operations run in-process without the root check, device nodes are taken
+as present, and locks live in a temporary directory. ``InProcessRunner``
+answers the driver's requests through this host with the real dispatch and
+reply encoding, so driver tests cross the same JSON boundary as SSH.
+"""
+
+import json
+import os
+import tempfile
+
+from cinder_zol.host import agent
+from cinder_zol.host import config
+from cinder_zol.host import errors
+from cinder_zol.host import execute
+from tests.unit import fake_zfs
+
+PARENT = 'tank/cinder'
+
+
+class FakeExecutor(object):
+    """Routes each argv to the fake registered for its program."""
+
+    def __init__(self, **tools):
+        self.tools = tools
+        self.calls = []
+
+    def run(self, argv, input=None, timeout=None):
+        argv = [str(a) for a in argv]
+        self.calls.append(argv)
+        tool = self.tools.get(argv[0])
+        if tool is None:
+            return execute.Completed(argv, 127, '',
+                                     '%s: command not found\n' % argv[0])
+        return tool.run(argv, input=input, timeout=timeout)
+
+
+def make_host(zfs=None, datasets=(PARENT,), helpers=('tgtadm', 'lioadm'),
+              lock_wait=5, **tools):
+    """An agent.Host over fakes; ``host.executor.tools`` holds them."""
+    zfs = zfs or fake_zfs.FakeZfsHost(datasets[0])
+    tmp = tempfile.mkdtemp(prefix='cinder-zol-host-')
+    host = agent.Host(config.HostConfig(list(datasets), list(helpers),
+                                        user='nobody'),
+                      executor=FakeExecutor(zfs=zfs, **tools),
+                      lock_dir=os.path.join(tmp, 'locks'),
+                      target_lock_dir=os.path.join(tmp, 'target-locks'),
+                      lock_wait=lock_wait)
+    host.target_runner = (lambda operation, args, payload:
+                          operation.func(host, *args, payload=payload))
+    host.wait_for_device = lambda link, wait: link
+    host.tmp = tmp
+    return host
+
+
+class InProcessRunner(object):
+    """The driver's runner, answered by an in-process agent."""
+
+    host = 'fake-zol'
+
+    def __init__(self, agent_host):
+        self.agent_host = agent_host
+        self.requests = []
+
+    def request(self, program, argv, payload, timeout=None):
+        self.requests.append(list(argv))
+        try:
+            result = self.agent_host.dispatch(list(argv),
+                                              json.loads(payload or '{}'))
+            reply = agent.reply_ok(result)
+        except errors.HostError as e:
+            reply = agent.reply_error(e)
+        return json.dumps(reply)
+
+    def ops(self):
+        return [r[0] for r in self.requests]
+
+    def close(self):
+        pass
