@@ -45,8 +45,8 @@ def to_exception(error):
     if isinstance(error, host_errors.HostError):
         error = error.to_dict()
     cls = _EXCEPTIONS.get(error.get('kind'), exception.HostOperationFailed)
-    return cls(what=error.get('message') or _('storage host operation '
-                                             'failed'),
+    what = error.get('message') or _('storage host operation failed')
+    return cls(what=what,
                stderr=strutils.mask_password(error.get('stderr') or ''),
                hint=error.get('hint') or '')
 
@@ -117,20 +117,20 @@ class StorageHost(object):
     def delete_snapshot(self, name, snapshot):
         self.call('delete-snapshot', self.parent, name, snapshot)
 
-    def clone_volume(self, source, name, size, props):
-        self.call('clone', self.parent, source, name, size,
-                  payload={'props': props})
+    def clone_volume(self, source, name, size, wishes):
+        """A clone of ``source`` grown to ``size``; wishes: props, sparse."""
+        self.call('clone', self.parent, source, name, size, payload=wishes)
 
-    def clone_snapshot(self, source, snapshot, name, size, props):
+    def clone_snapshot(self, source, snapshot, name, size, wishes):
         self.call('clone-snapshot', self.parent, source, snapshot, name,
-                  size, payload={'props': props})
+                  size, payload=wishes)
 
     def extend(self, name, size):
         self.call('extend', self.parent, name, size)
 
-    def revert(self, name, snapshot, size, props):
+    def revert(self, name, snapshot, size, wishes):
         self.call('revert', self.parent, name, snapshot, size,
-                  payload={'props': props})
+                  payload=wishes)
 
     def rename(self, name, new_name):
         self.call('rename', self.parent, name, new_name)

@@ -643,7 +643,8 @@ mkdir -p /etc/systemd/system/tgt.service.d
 cat > /etc/systemd/system/tgt.service.d/lab-portal.conf <<EOF
 [Service]
 # the lab forwards this port from the host to the same port here
-ExecStartPost=/usr/sbin/tgtadm --lld iscsi --mode portal --op new --param portal=0.0.0.0:PORT
+ExecStartPost=/usr/sbin/tgtadm --lld iscsi --mode portal --op new \\
+    --param portal=0.0.0.0:PORT
 EOF
 systemctl daemon-reload
 systemctl enable tgt >/dev/null 2>&1

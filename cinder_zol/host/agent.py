@@ -93,9 +93,11 @@ class Host(object):
         return self._root_call([operation.name] + args, payload)
 
     def _root_call(self, argv, payload):
-        """One request to the root helper, through a sudo session kept open
-        for the life of this agent (a sudo and a Python start per agent,
-        not per request)."""
+        """One request to the root helper, through a sudo session.
+
+        The session stays open for the life of this agent: a sudo and a
+        Python start per agent, not per request.
+        """
         line = (json.dumps({'argv': argv, 'payload': payload}) + '\n')
         for attempt in (1, 2):
             if self._root is None or self._root.poll() is not None:

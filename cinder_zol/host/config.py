@@ -28,7 +28,6 @@ class HostConfig(object):
         self.target_helpers = [h for h in target_helpers
                                if h in TARGET_HELPERS]
         self.user = user
-        self.lock_dir = lock_dir
 
     def check_parent(self, parent):
         names.parent(parent)

@@ -49,17 +49,20 @@ def owned(ds):
 
 
 def _undo(steps, what):
-    """Run undo steps newest first; every step runs, failures are noted.
+    """Run undo steps newest first, stopping at the first that fails.
 
-    The caller re-raises its original error; a failing undo never hides
-    it, and start-up :func:`sweep` finishes what is left.
+    Stopping leaves the names in a state :func:`sweep` recognises and
+    finishes at the next start (a later step could remove the marker it
+    needs). The caller re-raises its original error; a failing undo is
+    only noted, never raised in its place.
     """
     for step in reversed(steps):
         try:
             step()
         except errors.HostError as e:
-            log.note('Undoing %s: a step failed (start-up sweep will finish '
-                     'it): %s' % (what, e))
+            log.note('Undoing %s stopped at a failing step; the start-up '
+                     'sweep finishes it: %s' % (what, e))
+            return
 
 
 def delete_volume(host, name):

@@ -45,10 +45,10 @@ def component(name, what='name'):
 
 
 def parent(dataset):
-    """A parent dataset such as tank/cinder."""
+    """A parent dataset such as tank/cinder (never a whole pool)."""
     parts = dataset.split('/') if isinstance(dataset, str) else ['']
-    if not dataset or not all(_COMPONENT.match(p) and '..' not in p
-                              for p in parts):
+    if len(parts) < 2 or not all(_COMPONENT.match(p) and '..' not in p
+                                 for p in parts):
         raise errors.Refused(
             'parent dataset %r is not a plain ZFS dataset name (pool/child, '
             'letters, digits and _.:-)' % (dataset,))
@@ -64,8 +64,7 @@ def size(value):
 
 
 def properties(props):
-    """ZFS properties to set; refuses names and values a parser could misread.
-    """
+    """ZFS properties to set; refuses what a parser could misread."""
     if not isinstance(props, dict):
         raise _refuse('properties', props)
     for key, value in props.items():

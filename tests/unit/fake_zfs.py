@@ -148,6 +148,9 @@ class FakeZfsHost(object):
             raise ZfsFailure("cannot create '%s': '%s' is readonly"
                              % (name, key))
         volsize = int(props.pop('volsize', snap['volsize']))
+        base = self.datasets.get(origin.split('@')[0]) or {'props': {}}
+        for key in CREATE_ONLY & set(base['props']):
+            props[key] = base['props'][key]     # inherited from the origin
         refres = 0
         if props.pop('refreservation', None) == 'auto':
             refres = volsize
@@ -337,8 +340,11 @@ class FakeZfsHost(object):
         if ':' in f:   # user properties
             return ds['props'].get(f, '-')
         if f == 'volblocksize':
-            return str(ds['props'].get(f, 16384 if ds['type'] == 'volume'
-                                       else '-'))
+            if ds['type'] != 'volume':
+                return '-'
+            value = str(ds['props'].get(f, '16K'))
+            scale = {'K': 1024, 'M': 1024 ** 2}.get(value[-1:], 1)
+            return str(int(value.rstrip('KM')) * scale)
         if f == 'defer_destroy':
             return ds['defer_destroy'] if ds['type'] == 'snapshot' else '-'
         value = ds.get(f)

@@ -81,3 +81,59 @@ class InProcessRunner(object):
 
     def close(self):
         pass
+
+
+class RecordingTargetBackend(object):
+    """A target backend that keeps exports in memory (driver-level tests).
+
+    Behaves like the real backends where the driver can tell: the first
+    export's credentials win, initiators accumulate, remove forgets.
+    """
+
+    tool = 'recording'
+
+    def __init__(self):
+        self.exports = {}
+        self.calls = []
+
+    def export(self, name, iqn, device, chap, initiators, port, serial):
+        self.calls.append(('export', name, list(initiators)))
+        entry = self.exports.get(name)
+        changed = entry is None
+        if entry is None:
+            entry = self.exports[name] = {
+                'iqn': iqn, 'device': device, 'chap': chap, 'serial': serial,
+                'initiators': [], 'tid': len(self.exports) + 1}
+        for initiator in initiators:
+            if initiator not in entry['initiators']:
+                entry['initiators'].append(initiator)
+                changed = True
+        return {'tid': entry['tid'], 'lun': 1, 'chap': entry['chap'],
+                'initiators': list(entry['initiators']), 'changed': changed}
+
+    def remove(self, name, iqn):
+        self.calls.append(('remove', name))
+        return {'removed': self.exports.pop(name, None) is not None}
+
+    def allow(self, name, iqn, initiator, chap):
+        self.calls.append(('allow', name, initiator))
+        self.exports[name]['initiators'].append(initiator)
+        return {'initiators': self.exports[name]['initiators']}
+
+    def deny(self, name, iqn, initiators):
+        self.calls.append(('deny', name, initiators))
+        entry = self.exports.get(name)
+        if entry is not None:
+            entry['initiators'] = [] if initiators is None else [
+                i for i in entry['initiators'] if i not in initiators]
+        return {'initiators': entry['initiators'] if entry else []}
+
+    def resize(self, name, iqn, device, serial):
+        self.calls.append(('resize', name))
+        return {'changed': name in self.exports}
+
+    def show(self, name, iqn):
+        return self.exports.get(name, {})
+
+    def version(self):
+        return {'helper': self.tool}

@@ -1,4 +1,5 @@
-"""Driver lifecycle against the fake ZFS host, error paths included."""
+"""The driver against an in-process storage host: Cinder semantics, one
+request per operation, error paths."""
 
 from unittest import mock
 
@@ -13,12 +14,15 @@ from cinder.volume import configuration as conf
 
 from cinder_zol import driver as driver_mod
 from cinder_zol import exception
+from cinder_zol.host import ops
+from cinder_zol.host import zfs
 from cinder_zol import options
-from cinder_zol import zfs
 from tests import scenarios
 from tests.unit import fake_zfs
+from tests.unit import host_fixture
 
-PARENT = 'tank/cinder'
+PARENT = host_fixture.PARENT
+INITIATOR = 'iqn.1993-08.org.debian:01:compute1'
 
 # Methods Cinder's interface check does not enforce (it accepts any class),
 # so we check them ourselves: each must be defined by our class, not
@@ -29,7 +33,8 @@ REQUIRED = ('do_setup', 'check_for_setup_error', 'get_volume_stats',
             'create_cloned_volume', 'extend_volume', 'revert_to_snapshot',
             'create_export', 'ensure_export', 'remove_export',
             'initialize_connection', 'terminate_connection',
-            'get_driver_options', 'snapshot_revert_use_temp_snapshot')
+            'get_driver_options', 'snapshot_revert_use_temp_snapshot',
+            'update_migrated_volume', 'validate_connector')
 
 
 class DriverTestBase(test.TestCase):
@@ -39,16 +44,17 @@ class DriverTestBase(test.TestCase):
         self.ctxt = context.get_admin_context()
         self.configuration = conf.Configuration(options.ALL_OPTS,
                                                 config_group='zol')
-        self.host = fake_zfs.FakeZfsHost(PARENT)
-        self.target = mock.Mock()
+        self.zfs = fake_zfs.FakeZfsHost(PARENT)
+        self.host = host_fixture.make_host(self.zfs)
+        self.backend = host_fixture.RecordingTargetBackend()
+        self.host.target_backends['tgtadm'] = self.backend
+        self.runner = host_fixture.InProcessRunner(self.host)
         self.mock_object(driver_mod.runner_mod, 'from_configuration',
-                         return_value=self.host)
-        self.mock_object(driver_mod.targets, 'get_target',
-                         return_value=self.target)
+                         return_value=self.runner)
         self.driver = driver_mod.ZFSonLinuxISCSIDriver(
             configuration=self.configuration)
         self.set_conf(zol_dataset=PARENT, san_ip='192.0.2.10',
-                      san_login='root',
+                      san_login='cinder-zol',
                       san_private_key='/etc/cinder/zol_ed25519',
                       volume_backend_name='zol')
         self.driver.do_setup(self.ctxt)
@@ -70,11 +76,20 @@ class DriverTestBase(test.TestCase):
         vol.volume_type = vtype
         return vol
 
+    def path(self, name, snapshot=None):
+        return PARENT + '/' + name + ('@' + snapshot if snapshot else '')
+
     def ds(self, name, snapshot=None):
-        return self.host.datasets.get(self.driver.zfs.path(name, snapshot))
+        return self.zfs.datasets.get(self.path(name, snapshot))
 
     def assert_only_parent_left(self):
-        self.assertEqual(['tank', PARENT], self.host.names())
+        self.assertEqual(['tank', PARENT], self.zfs.names())
+
+    def requests_during(self, func, *args):
+        """The host operations one driver call sent."""
+        del self.runner.requests[:]
+        func(*args)
+        return self.runner.ops()
 
 
 @ddt.ddt
@@ -90,6 +105,7 @@ class DependencyScenarioTestCase(DriverTestBase):
         runner = scenarios.ScenarioRunner(self.driver, self.check_alive)
         runner.play(scenarios.SCENARIOS[name])
         self.assert_only_parent_left()
+        self.assertEqual([], getattr(self.zfs, 'shrunk', []))
 
 
 class InterfaceTestCase(test.TestCase):
@@ -110,18 +126,19 @@ class CreateTestCase(DriverTestBase):
 
     def test_sparse_by_default(self):
         vol = self.volume(2)
-        self.driver.create_volume(vol)
+        self.assertEqual(['create'], self.requests_during(
+            self.driver.create_volume, vol))
         ds = self.ds(vol.name)
         self.assertEqual(2 * units.Gi, ds['volsize'])
         self.assertEqual(0, ds['refreservation'])
-        self.assertIn('-s', self.host.calls[-1])
+        self.assertIn('-s', self.zfs.calls[-1])
         self.assertEqual('yes', ds['props'][zfs.MANAGED_PROP])
 
     def test_thick_from_san_thin_provision(self):
         self.set_conf(san_thin_provision=False)
         vol = self.volume(1)
         self.driver.create_volume(vol)
-        self.assertNotIn('-s', self.host.calls[-1])
+        self.assertNotIn('-s', self.zfs.calls[-1])
         self.assertEqual(units.Gi, self.ds(vol.name)['refreservation'])
 
     @ddt.data(('thick', False), ('thin', True))
@@ -130,31 +147,46 @@ class CreateTestCase(DriverTestBase):
         self.set_conf(san_thin_provision=not sparse)
         vol = self.typed_volume(**{'provisioning:type': kind})
         self.driver.create_volume(vol)
-        self.assertEqual(sparse, '-s' in self.host.calls[-1])
+        self.assertEqual(sparse, '-s' in self.zfs.calls[-1])
 
-    def test_zfs_properties_from_config_and_type(self):
+    def test_property_precedence(self):
+        """zol_zvol_properties < zol_volblocksize < the type's zfs:*."""
         self.set_conf(zol_zvol_properties={'compression': 'lz4',
-                                           'logbias': 'latency'})
+                                           'logbias': 'latency',
+                                           'volblocksize': '8K'})
         self.set_conf(zol_volblocksize='16K')
         vol = self.typed_volume(**{'zfs:logbias': 'throughput'})
         self.driver.create_volume(vol)
         self.assertEqual({'compression': 'lz4', 'logbias': 'throughput',
                           'volblocksize': '16K', zfs.MANAGED_PROP: 'yes'},
                          self.ds(vol.name)['props'])
+        typed = self.typed_volume(**{'zfs:volblocksize': '64K'})
+        self.driver.create_volume(typed)
+        self.assertEqual('64K', self.ds(typed.name)['props']['volblocksize'])
 
-    def test_unknown_zfs_property_is_reported(self):
+    def test_unknown_zfs_property_is_refused_by_the_host(self):
         vol = self.typed_volume(**{'zfs:bogus': 'on'})
+        e = self.assertRaises(exception.HostRefused,
+                              self.driver.create_volume, vol)
+        self.assertIn('bogus', str(e))
+        self.assertEqual([], self.zfs.calls)
+        self.assert_only_parent_left()
+
+    def test_property_zfs_rejects_is_reported(self):
+        vol = self.typed_volume(**{'zfs:compression': 'nonsense'})
+        self.zfs.fail['create'] = ("cannot create 'tank/cinder/x': 'compress"
+                                   "ion' must be one of 'on | off | lz4'")
         e = self.assertRaises(exception.ZfsInvalid,
                               self.driver.create_volume, vol)
-        self.assertIn("invalid property 'bogus'", str(e))
-        self.assert_only_parent_left()
+        self.assertIn('must be one of', str(e))
+        self.assertIn('zfs:<property>', str(e))
 
     @ddt.data('lz4;reboot', 'a b', '$(id)', '-o')
     def test_unsafe_property_value_refused(self, value):
         vol = self.typed_volume(**{'zfs:compression': value})
-        self.assertRaises(exception.UnsafeName, self.driver.create_volume,
+        self.assertRaises(exception.HostRefused, self.driver.create_volume,
                           vol)
-        self.assertEqual([], self.host.calls)
+        self.assertEqual([], self.zfs.calls)
 
     def test_out_of_space_carries_zfs_stderr(self):
         self.set_conf(san_thin_provision=False)
@@ -178,15 +210,26 @@ class CreateTestCase(DriverTestBase):
         self.driver.create_cloned_volume(clone, src)
         self.assertEqual(units.Gi, self.ds(clone.name)['refreservation'])
 
+    def test_clone_drops_volblocksize(self):
+        self.set_conf(zol_volblocksize='16K')
+        src = self.volume()
+        self.driver.create_volume(src)
+        clone = self.volume()
+        self.driver.create_cloned_volume(clone, src)
+        self.assertEqual('16K', self.ds(clone.name)['props']['volblocksize'])
+        clone_argv = self.zfs.zfs_calls('clone')[-1]
+        self.assertNotIn('volblocksize=16K', clone_argv)
+
     def test_from_snapshot_grows_larger_volume(self):
         src = self.volume(1)
         self.driver.create_volume(src)
         snap = self.snapshot(src)
         self.driver.create_snapshot(snap)
         vol = self.volume(3)
-        self.driver.create_volume_from_snapshot(vol, snap)
+        self.assertEqual(['clone-snapshot'], self.requests_during(
+            self.driver.create_volume_from_snapshot, vol, snap))
         self.assertEqual(3 * units.Gi, self.ds(vol.name)['volsize'])
-        self.assertEqual(self.driver.zfs.path(src.name, snap.name),
+        self.assertEqual(self.path(src.name, snap.name),
                          self.ds(vol.name)['origin'])
 
     def test_from_snapshot_grow_failure_removes_clone(self):
@@ -195,31 +238,55 @@ class CreateTestCase(DriverTestBase):
         snap = self.snapshot(src)
         self.driver.create_snapshot(snap)
         vol = self.volume(3)
-        self.host.fail['set'] = "cannot set property: out of space"
+        self.zfs.fail['set'] = "cannot set property: out of space"
         self.assertRaises(exception.ZfsOutOfSpace,
                           self.driver.create_volume_from_snapshot, vol, snap)
         self.assertIsNone(self.ds(vol.name))
 
+    def test_from_missing_snapshot(self):
+        src = self.volume(1)
+        self.driver.create_volume(src)
+        e = self.assertRaises(exception.ZfsNotFound,
+                              self.driver.create_volume_from_snapshot,
+                              self.volume(), self.snapshot(src))
+        self.assertIn('snapshot does not exist', str(e))
+
     def test_clone_failure_removes_temporary_snapshot(self):
         src = self.volume()
         self.driver.create_volume(src)
-        self.host.fail['clone'] = "cannot create 'x': out of space"
+        self.zfs.fail['clone'] = "cannot create 'x': out of space"
         self.assertRaises(exception.ZfsOutOfSpace,
                           self.driver.create_cloned_volume, self.volume(),
                           src)
-        self.assertEqual([], self.host.snapshots(
-            self.driver.zfs.path(src.name)))
+        self.assertEqual([], self.zfs.snapshots(self.path(src.name)))
 
     def test_clone_is_constant_in_size(self):
         src = self.volume(1024)
         self.driver.create_volume(src)
-        del self.host.calls[:]
-        self.driver.create_cloned_volume(self.volume(1024), src)
-        verbs = [c[1] for c in self.host.calls]
-        self.assertEqual(['snapshot', 'clone', 'destroy'], verbs)
+        del self.zfs.calls[:]
+        self.assertEqual(['clone'], self.requests_during(
+            self.driver.create_cloned_volume, self.volume(1024), src))
+        verbs = [c[1] for c in self.zfs.calls]
+        self.assertEqual(['list', 'snapshot', 'clone', 'destroy'], verbs)
+
+    def test_clone_never_shrinks(self):
+        src = self.volume(2)
+        self.driver.create_volume(src)
+        e = self.assertRaises(exception.ZfsInvalid,
+                              self.driver.create_cloned_volume,
+                              self.volume(1), src)
+        self.assertIn('refusing to shrink', str(e))
+        self.assertEqual([], getattr(self.zfs, 'shrunk', []))
 
 
 class DeleteTestCase(DriverTestBase):
+
+    def test_one_request(self):
+        vol = self.volume()
+        self.driver.create_volume(vol)
+        self.assertEqual(['delete'], self.requests_during(
+            self.driver.delete_volume, vol))
+        self.assert_only_parent_left()
 
     def test_missing_volume_is_deleted(self):
         self.driver.delete_volume(self.volume())
@@ -228,16 +295,34 @@ class DeleteTestCase(DriverTestBase):
     def test_busy_volume(self):
         vol = self.volume()
         self.driver.create_volume(vol)
-        self.host.busy.add(self.driver.zfs.path(vol.name))
-        self.assertRaises(cinder_exception.VolumeIsBusy,
-                          self.driver.delete_volume, vol)
+        self.zfs.busy.add(self.path(vol.name))
+        with mock.patch.object(zfs, 'BUSY_WAIT', 0.3):
+            self.assertRaises(cinder_exception.VolumeIsBusy,
+                              self.driver.delete_volume, vol)
         self.assertIsNotNone(self.ds(vol.name))
+
+    def test_busy_for_a_moment_is_retried(self):
+        vol = self.volume()
+        self.driver.create_volume(vol)
+        self.zfs.busy.add(self.path(vol.name))
+        tries = []
+
+        def release(argv):
+            if argv[1] == 'destroy':
+                tries.append(argv)
+                if len(tries) == 3:
+                    self.zfs.busy.clear()
+        self.zfs.before = release
+        self.driver.delete_volume(vol)
+        self.assert_only_parent_left()
+        self.assertEqual(3, len(tries))
 
     def test_foreign_dataset_never_touched(self):
         vol = self.volume()
-        self.host._add(self.driver.zfs.path(vol.name), 'volume',
-                       volsize=units.Gi)
-        self.assertRaises(exception.NotOwned, self.driver.delete_volume, vol)
+        self.zfs._add(self.path(vol.name), 'volume', volsize=units.Gi)
+        e = self.assertRaises(exception.NotOwned, self.driver.delete_volume,
+                              vol)
+        self.assertIn('cinder_zol:managed', str(e))
         self.assertIsNotNone(self.ds(vol.name))
 
     def test_missing_snapshot_is_deleted(self):
@@ -245,18 +330,17 @@ class DeleteTestCase(DriverTestBase):
         self.driver.create_volume(vol)
         self.driver.delete_snapshot(self.snapshot(vol))
 
-    def test_deleted_source_hidden_from_stats(self):
+    def test_hidden_source_keeps_data_for_clone(self):
         src = self.volume(4)
         self.driver.create_volume(src)
-        clone = self.volume(1)
+        clone = self.volume(4)
         self.driver.create_cloned_volume(clone, src)
         self.driver.delete_volume(src)
-        stats = self.driver.get_volume_stats(refresh=True)
-        self.assertEqual(1, stats['total_volumes'])
-        self.assertEqual(4, stats['provisioned_capacity_gb'])
-        hidden = [n for n in self.host.names()
+        hidden = [n for n in self.zfs.names()
                   if 'deleted-' in n and '@' not in n]
         self.assertEqual(1, len(hidden))
+        self.driver.delete_volume(clone)
+        self.assert_only_parent_left()
 
 
 class ResizeRevertTestCase(DriverTestBase):
@@ -264,16 +348,18 @@ class ResizeRevertTestCase(DriverTestBase):
     def test_extend(self):
         vol = self.volume(1)
         self.driver.create_volume(vol)
-        self.driver.extend_volume(vol, 5)
+        self.assertEqual(['extend'], self.requests_during(
+            self.driver.extend_volume, vol, 5))
         self.assertEqual(5 * units.Gi, self.ds(vol.name)['volsize'])
-        self.target.refresh_size.assert_not_called()
 
-    def test_extend_exported_volume_refreshes_target(self):
-        vol = self.volume(1, provider_location='127.0.0.1:3260,1 iqn 1')
+    def test_extend_exported_volume_resizes_target(self):
+        vol = self.volume(1)
         self.driver.create_volume(vol)
-        self.driver.extend_volume(vol, 2)
-        self.target.refresh_size.assert_called_once_with(
-            vol, '/dev/zvol/tank/cinder/' + vol.name)
+        vol.update(self.driver.create_export(self.ctxt, vol,
+                                             {'initiator': INITIATOR}))
+        self.assertEqual(['extend', 'target-resize'], self.requests_during(
+            self.driver.extend_volume, vol, 2))
+        self.assertIn(('resize', vol.name), self.backend.calls)
 
     def test_extend_missing_volume(self):
         self.assertRaises(exception.ZfsNotFound, self.driver.extend_volume,
@@ -284,10 +370,21 @@ class ResizeRevertTestCase(DriverTestBase):
         self.driver.create_volume(vol)
         snap = self.snapshot(vol)
         self.driver.create_snapshot(snap)
-        self.driver.revert_to_snapshot(self.ctxt, vol, snap)
-        self.assertIn(['zfs', 'rollback', self.driver.zfs.path(
-            vol.name, snap.name)], self.host.calls)
+        self.assertEqual(['revert'], self.requests_during(
+            self.driver.revert_to_snapshot, self.ctxt, vol, snap))
+        self.assertIn(['rollback', self.path(vol.name, snap.name)],
+                      self.zfs.zfs_calls('rollback'))
         self.assertFalse(self.driver.snapshot_revert_use_temp_snapshot())
+
+    def test_revert_after_extend_grows_back(self):
+        vol = self.volume(1)
+        self.driver.create_volume(vol)
+        snap = self.snapshot(vol)
+        self.driver.create_snapshot(snap)
+        self.driver.extend_volume(vol, 3)
+        vol.size = 3
+        self.driver.revert_to_snapshot(self.ctxt, vol, snap)
+        self.assertEqual(3 * units.Gi, self.ds(vol.name)['volsize'])
 
     def test_revert_refuses_to_destroy_newer_cinder_snapshot(self):
         vol = self.volume()
@@ -307,35 +404,87 @@ class ResizeRevertTestCase(DriverTestBase):
         snap = self.snapshot(vol)
         self.driver.create_snapshot(snap)
         self.driver.create_cloned_volume(self.volume(), vol)
-        self.host.fail['promote'] = "cannot promote: out of space"
+        self.zfs.fail['promote'] = "cannot promote: out of space"
         self.assertRaises(exception.ZfsOutOfSpace,
                           self.driver.revert_to_snapshot, self.ctxt, vol,
                           snap)
         self.assertIsNotNone(self.ds(vol.name, snap.name))
-        self.assertEqual([], [n for n in self.host.names()
+        self.assertEqual([], [n for n in self.zfs.names()
                               if 'deleted-' in n or 'reverting-' in n])
+
+
+class MigrationTestCase(DriverTestBase):
+
+    def _migrated(self, status):
+        original = self.volume(1)
+        new = self.volume(1)
+        self.driver.create_volume(new)
+        new.update(self.driver.create_export(self.ctxt, new,
+                                             {'initiator': INITIATOR}))
+        return original, new, self.driver.update_migrated_volume(
+            self.ctxt, original, new, status)
+
+    def test_available_volume_gets_its_name_back(self):
+        original, new, update = self._migrated('available')
+        self.assertEqual({'_name_id': None, 'provider_location': None,
+                          'provider_auth': None}, update)
+        self.assertIsNotNone(self.ds('volume-%s' % original.id))
+        self.assertIsNone(self.ds(new.name))
+
+    def test_in_use_volume_keeps_export_and_chap(self):
+        original, new, update = self._migrated('in-use')
+        self.assertEqual(new.id, update['_name_id'])
+        self.assertEqual(new.provider_location, update['provider_location'])
+        self.assertEqual(new.provider_auth, update['provider_auth'])
+        self.assertTrue(update['provider_auth'].startswith('CHAP '))
+
+    def test_original_name_taken(self):
+        original = self.volume(1)
+        self.driver.create_volume(original)
+        new = self.volume(1)
+        self.driver.create_volume(new)
+        update = self.driver.update_migrated_volume(self.ctxt, original, new,
+                                                    'available')
+        self.assertEqual(new.id, update['_name_id'])
+        self.assertIsNotNone(self.ds(new.name))
 
 
 class SetupTestCase(DriverTestBase):
 
     def test_ok(self):
         self.driver.check_for_setup_error()
+        self.assertIn('sweep', self.runner.ops())
+
+    def test_protocol_mismatch(self):
+        with mock.patch.object(self.driver.storage, 'version',
+                               return_value={'protocol': ops.PROTOCOL + 1}):
+            e = self.assertRaises(
+                cinder_exception.VolumeBackendAPIException,
+                self.driver.check_for_setup_error)
+        self.assertIn('setup-storage-host.sh', str(e))
 
     def test_parent_missing(self):
-        del self.host.datasets[PARENT]
+        del self.zfs.datasets[PARENT]
         e = self.assertRaises(cinder_exception.VolumeBackendAPIException,
                               self.driver.check_for_setup_error)
         self.assertIn('zfs create tank/cinder', str(e))
 
     def test_parent_not_filesystem(self):
-        self.host.datasets[PARENT]['type'] = 'volume'
+        self.zfs.datasets[PARENT]['type'] = 'volume'
         e = self.assertRaises(cinder_exception.VolumeBackendAPIException,
                               self.driver.check_for_setup_error)
         self.assertIn('not a filesystem', str(e))
 
+    def test_parent_not_configured_on_host(self):
+        self.set_conf(zol_dataset='tank/other')
+        self.driver.do_setup(self.ctxt)
+        e = self.assertRaises(exception.HostRefused,
+                              self.driver.check_for_setup_error)
+        self.assertIn('host.conf', str(e))
+
     def test_zfs_not_installed(self):
-        self.host.fail['get'] = 'sh: 1: zfs: not found'
-        e = self.assertRaises(exception.ZfsError,
+        del self.host.executor.tools['zfs']
+        e = self.assertRaises(exception.HostSetupError,
                               self.driver.check_for_setup_error)
         self.assertIn('zfsutils-linux', str(e))
 
@@ -349,6 +498,12 @@ class SetupTestCase(DriverTestBase):
         self.assertRaises(exception.UnsafeName, self.driver.do_setup,
                           self.ctxt)
 
+    def test_shared_chap_options_ignored_with_a_warning(self):
+        self.set_conf(chap_username='shared', chap_password='sharedsecret1')
+        with mock.patch.object(driver_mod.LOG, 'warning') as warn:
+            self.driver.do_setup(self.ctxt)
+        self.assertIn('ignored', warn.call_args[0][0])
+
 
 class StatsTestCase(DriverTestBase):
 
@@ -360,43 +515,27 @@ class StatsTestCase(DriverTestBase):
         stats = self.driver.get_volume_stats(refresh=True)
         self.assertEqual(100, stats['total_capacity_gb'])
         self.assertEqual(90, stats['free_capacity_gb'])
-        self.assertEqual(10, stats['provisioned_capacity_gb'])
+        self.assertNotIn('provisioned_capacity_gb', stats)
         self.assertEqual(20.0, stats['max_over_subscription_ratio'])
         self.assertEqual(5, stats['reserved_percentage'])
         self.assertEqual('zol', stats['volume_backend_name'])
         self.assertEqual('iSCSI', stats['storage_protocol'])
         self.assertTrue(stats['thin_provisioning_support'])
         self.assertTrue(stats['online_extend_support'])
+        self.assertTrue(stats['multiattach'])
         self.assertEqual(driver_mod.ZFSonLinuxISCSIDriver.VERSION,
                          stats['driver_version'])
-        # one remote call
-        self.assertEqual(1, sum(1 for c in self.host.calls
-                                if c[1] == 'list'))
+
+    def test_independent_of_the_number_of_volumes(self):
+        for _ in range(20):
+            self.driver.create_volume(self.volume())
+        del self.zfs.calls[:]
+        self.assertEqual(['stats'], self.requests_during(
+            self.driver.get_volume_stats, True))
+        self.assertEqual([['get', '-H', '-p', '-o', 'value',
+                           'used,available', PARENT]], self.zfs.zfs_calls())
 
     def test_cached_until_refresh(self):
         self.driver.get_volume_stats(refresh=True)
-        calls = len(self.host.calls)
-        self.driver.get_volume_stats()
-        self.assertEqual(calls, len(self.host.calls))
-
-
-class ExportDelegationTestCase(DriverTestBase):
-
-    def test_delegates_with_zvol_device(self):
-        vol = self.volume()
-        connector = {'initiator': 'iqn.1993-08.org.debian:01:abc'}
-        self.target.create_export.return_value = {'provider_location': 'x'}
-        self.assertEqual({'provider_location': 'x'},
-                         self.driver.create_export(self.ctxt, vol, connector))
-        device = '/dev/zvol/tank/cinder/' + vol.name
-        self.target.create_export.assert_called_once_with(vol, device)
-        self.driver.ensure_export(self.ctxt, vol)
-        self.target.ensure_export.assert_called_once_with(vol, device)
-        self.driver.initialize_connection(vol, connector)
-        self.target.initialize_connection.assert_called_once_with(
-            vol, connector)
-        self.driver.terminate_connection(vol, connector, force=True)
-        self.target.terminate_connection.assert_called_once_with(
-            vol, connector)
-        self.driver.remove_export(self.ctxt, vol)
-        self.target.remove_export.assert_called_once_with(vol)
+        self.assertEqual([], self.requests_during(
+            self.driver.get_volume_stats))

@@ -1,0 +1,230 @@
+"""The root helper's own checks: arguments, payloads, the zvol it may
+touch, zvol data streams, and the agent's sudo session to it."""
+
+import io
+import json
+import os
+import tempfile
+
+from unittest import mock
+
+import ddt
+import testtools
+
+from cinder_zol.host import agent
+from cinder_zol.host import errors
+from cinder_zol.host import execute
+from cinder_zol.host import ops
+from cinder_zol.host import target
+from tests.unit import host_fixture
+
+PARENT = host_fixture.PARENT
+MiB = 2 ** 20
+IQN = 'iqn.2010-10.org.openstack:volume-a'
+GOOD = {'iqn': IQN, 'chap': ['user0123456789abcdef', 'secret0123456789'],
+        'initiators': ['iqn.1993-08.org.debian:01:a'], 'port': 3260,
+        'serial': '0123abcd-0000-1111-2222-333344445555', 'wait': 5}
+
+
+@ddt.ddt
+class TargetRequestTestCase(testtools.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.host = host_fixture.make_host()
+        self.backend = host_fixture.RecordingTargetBackend()
+        self.host.target_backends['tgtadm'] = self.backend
+        self.zfs = self.host.executor.tools['zfs']
+        self.host.zfs(PARENT).create_volume('volume-a', 2 ** 30, True, {})
+
+    def export(self, **changes):
+        payload = dict(GOOD, **changes)
+        return self.host.dispatch(['target-export', PARENT, 'volume-a',
+                                   'tgtadm'], json.loads(json.dumps(payload)))
+
+    def test_export(self):
+        result = self.export()
+        self.assertEqual(1, result['tid'])
+        self.assertEqual('/dev/zvol/%s/volume-a' % PARENT,
+                         self.backend.exports['volume-a']['device'])
+
+    @ddt.data({'iqn': 'iqn.x y'}, {'iqn': None},
+              {'chap': ['user', 'short']}, {'chap': ['u s', 'x' * 16]},
+              {'chap': 'CHAP u s'}, {'initiators': 'iqn.1993-08.org.x:y'},
+              {'initiators': ['ALL']}, {'initiators': ['iqn.x;id']},
+              {'port': 0}, {'port': '3260'}, {'serial': '../etc'},
+              {'serial': 'x y'})
+    def test_bad_payload_refused_before_anything_runs(self, changes):
+        del self.host.executor.calls[:]
+        self.assertRaises(errors.Refused, self.export, **changes)
+        self.assertEqual({}, self.backend.exports)
+        self.assertEqual([], self.host.executor.calls)
+
+    def test_foreign_zvol_never_exported(self):
+        self.zfs._add(PARENT + '/volume-b', 'volume', volsize=2 ** 30)
+        e = self.assertRaises(errors.NotOwned, self.host.dispatch,
+                              ['target-export', PARENT, 'volume-b',
+                               'tgtadm'], dict(GOOD))
+        self.assertIn('not managed', str(e))
+        self.assertEqual({}, self.backend.exports)
+
+    def test_missing_zvol(self):
+        self.assertRaises(errors.NotFound, self.host.dispatch,
+                          ['target-export', PARENT, 'volume-z', 'tgtadm'],
+                          dict(GOOD))
+
+    def test_helper_not_enabled(self):
+        self.host.config.target_helpers = ['lioadm']
+        e = self.assertRaises(errors.Refused, self.export)
+        self.assertIn('zol_target_helper', e.hint)
+
+    def test_deny_all(self):
+        self.export()
+        self.host.dispatch(['target-deny', PARENT, 'volume-a', 'tgtadm'],
+                           {'iqn': IQN, 'initiators': None})
+        self.assertEqual([], self.backend.exports['volume-a']['initiators'])
+
+    def test_not_root(self):
+        operation = ops.OPERATIONS['target-export']
+        with mock.patch.object(os, 'geteuid', return_value=1000):
+            self.assertRaises(errors.PermissionDenied, target.dispatch,
+                              self.host, operation, [], {})
+
+
+class DeviceTestCase(testtools.TestCase):
+
+    def test_waits_for_a_zvol_node(self):
+        e = self.assertRaises(errors.Timeout, target.wait_for_device,
+                              '/dev/zvol/tank/cinder/nothing-here', 0.2)
+        self.assertIn('did not appear', str(e))
+
+    def test_link_to_something_else_is_not_a_zvol(self):
+        tmp = tempfile.mkdtemp()
+        link = os.path.join(tmp, 'volume-a')
+        os.symlink('/dev/null', link)
+        self.assertRaises(errors.Timeout, target.wait_for_device, link, 0.2)
+
+
+class StreamTestCase(testtools.TestCase):
+    """write/read records between the driver and a zvol (a file here)."""
+
+    def setUp(self):
+        super().setUp()
+        self.host = host_fixture.make_host()
+        self.host.zfs(PARENT).create_volume('volume-a', 8 * MiB, True, {})
+        fd, self.device = tempfile.mkstemp()
+        os.ftruncate(fd, 8 * MiB)
+        os.close(fd)
+        self.host.wait_for_device = lambda link, wait: self.device
+
+    @staticmethod
+    def records(*extents, total):
+        out = b''
+        for offset, data in extents:
+            out += offset.to_bytes(8, 'big') + len(data).to_bytes(8, 'big')
+            out += data
+        return out + total.to_bytes(8, 'big') + bytes(8)
+
+    def stream(self, op, stdin=b''):
+        out = io.StringIO()
+        raw = io.BytesIO()
+        out.buffer = raw
+        rc = target.stream(self.host, ops.OPERATIONS[op],
+                           [PARENT, 'volume-a'], io.BytesIO(stdin), out)
+        return rc, out.getvalue(), raw.getvalue()
+
+    def test_write_only_what_was_sent(self):
+        with open(self.device, 'r+b') as f:
+            f.write(b'\x77' * MiB)   # old data outside the extents stays
+        rc, out, _ = self.stream('write', self.records(
+            (2 * MiB, b'A' * 1000), (5 * MiB, b'B' * MiB), total=8 * MiB))
+        self.assertEqual(0, rc)
+        self.assertEqual({'written': 1000 + MiB, 'size': 8 * MiB},
+                         json.loads(out)['result'])
+        with open(self.device, 'rb') as f:
+            data = f.read()
+        self.assertEqual(b'\x77' * MiB, data[:MiB])
+        self.assertEqual(b'A' * 1000, data[2 * MiB:2 * MiB + 1000])
+        self.assertEqual(b'B' * MiB, data[5 * MiB:6 * MiB])
+
+    def test_write_beyond_the_volume_refused(self):
+        rc, out, _ = self.stream('write', self.records(
+            (8 * MiB - 10, b'x' * 100), total=8 * MiB))
+        self.assertEqual(1, rc)
+        self.assertIn('beyond the volume size',
+                      json.loads(out)['error']['stderr'])
+
+    def test_truncated_stream_fails(self):
+        data = self.records((0, b'x' * 100), total=8 * MiB)[:50]
+        rc, out, _ = self.stream('write', data)
+        self.assertEqual(1, rc)
+        self.assertIn('ended early', json.loads(out)['error']['message'])
+
+    def test_read_leaves_out_zero_blocks(self):
+        with open(self.device, 'r+b') as f:
+            f.seek(3 * MiB)
+            f.write(b'C' * 10)
+        rc, _out, raw = self.stream('read')
+        self.assertEqual(0, rc)
+        self.assertEqual(self.records((3 * MiB, b'C' * 10 + bytes(MiB - 10)),
+                                      total=8 * MiB), raw)
+
+
+class RootSessionTestCase(testtools.TestCase):
+    """A non-root agent reaches the root helper through one sudo session."""
+
+    def setUp(self):
+        super().setUp()
+        self.host = host_fixture.make_host()
+        self.host.target_runner = None
+        self.mock_object = self.useFixture
+
+    def test_sudo_refusal_is_explained(self):
+        done = execute.Completed(['sudo'], 1, '',
+                                 'sudo: a password is required\n')
+        e = self.assertRaises(errors.PermissionDenied, agent._relay, done)
+        self.assertIn('/etc/sudoers.d/cinder-zol', e.hint)
+
+    def test_reply_and_notes_are_relayed(self):
+        reply = {'ok': True, 'result': {'tid': 3},
+                 'notes': ['recreated target']}
+        done = execute.Completed(['x'], 0, json.dumps(reply) + '\n', '')
+        with mock.patch.object(agent.log, 'note') as note:
+            self.assertEqual({'tid': 3}, agent._relay(done))
+        note.assert_called_once_with('recreated target')
+
+    def test_error_reply_is_raised_as_its_kind(self):
+        reply = {'ok': False, 'notes': [],
+                 'error': {'kind': 'TargetError', 'message': 'tgtadm failed',
+                           'stderr': "tgtadm: can't find the target",
+                           'hint': ''}}
+        done = execute.Completed(['x'], 1, json.dumps(reply) + '\n', '')
+        e = self.assertRaises(errors.TargetError, agent._relay, done)
+        self.assertIn("can't find the target", str(e))
+
+    def test_session_reused_and_restarted(self):
+        script = ('import sys, json\n'
+                  'for line in sys.stdin:\n'
+                  '    req = json.loads(line)\n'
+                  '    if req["argv"][0] == "die":\n'
+                  '        sys.exit(3)\n'
+                  '    print(json.dumps({"ok": True, "result": {"pid": '
+                  '__import__("os").getpid()}, "notes": []}), flush=True)\n')
+        path = os.path.join(tempfile.mkdtemp(), 'helper.py')
+        with open(path, 'w') as f:
+            f.write(script)
+        real_popen = agent.subprocess.Popen
+
+        def popen(argv, **kwargs):
+            return real_popen(['python3', path], **kwargs)
+        with mock.patch.object(os, 'geteuid', return_value=1000), \
+                mock.patch.object(agent.subprocess, 'Popen', popen):
+            first = self.host._root_call(['target-show'], {})
+            second = self.host._root_call(['target-show'], {})
+            self.assertEqual(first, second)     # one helper process
+            self.assertRaises(errors.TargetError, self.host._root_call,
+                              ['die'], {})
+            third = self.host._root_call(['target-show'], {})
+            self.assertNotEqual(first, third)   # a new helper
+            self.host._root.kill()
+            self.host._root.wait()

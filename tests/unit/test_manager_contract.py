@@ -1,0 +1,137 @@
+"""The driver under Cinder's own volume manager code paths.
+
+Cinder 29's ``VolumeManager.attachment_delete`` calls ``remove_export``
+unless ``terminate_connection`` returns True, and ``attachment_update``
+runs ``create_export`` then ``initialize_connection``. These tests run
+those manager methods (not copies of them) with the real driver over the
+in-process storage host and check what reached the storage host's target.
+"""
+
+import uuid
+
+from unittest import mock
+
+from cinder import objects
+from cinder.volume import manager
+
+from tests.unit import test_driver
+
+HOST_A = 'iqn.1993-08.org.debian:01:compute-a'
+HOST_B = 'iqn.1993-08.org.debian:01:compute-b'
+
+
+def connector(initiator, host):
+    return {'initiator': initiator, 'host': host, 'ip': '192.0.2.50',
+            'multipath': False, 'platform': 'x86_64', 'os_type': 'linux'}
+
+
+class ManagerContractTestCase(test_driver.DriverTestBase):
+
+    def setUp(self):
+        super().setUp()
+        self.driver._initialized = True
+        self.manager = manager.VolumeManager.__new__(manager.VolumeManager)
+        self.manager.driver = self.driver
+        self.manager.db = mock.Mock()
+        self.manager.host = 'cinder@zol'
+        self.manager._notify_about_volume_usage = mock.Mock()
+        self.mock_object(manager.volume_utils, 'require_driver_initialized')
+
+    def attached_volume(self, connectors, multiattach=False):
+        """A volume exported and attached as the manager would leave it."""
+        vol = self.volume(1, multiattach=multiattach, status='in-use')
+        self.driver.create_volume(vol)
+        attachments = []
+        for conn in connectors:
+            att = objects.VolumeAttachment(
+                context=self.ctxt, id=str(uuid.uuid4()), volume_id=vol.id,
+                attach_status='attached', connector=conn,
+                attached_host=conn['host'], attach_mode='rw',
+                instance_uuid=str(uuid.uuid4()))
+            attachments.append(att)
+            vol.volume_attachment = objects.VolumeAttachmentList(
+                objects=list(attachments))
+            vol.update(self.driver.create_export(self.ctxt, vol, conn))
+            self.driver.initialize_connection(vol, conn)
+        del self.backend.calls[:]
+        return vol, attachments
+
+    def detach(self, vol, attachment):
+        with mock.patch.object(objects.VolumeAttachment, 'get_by_id',
+                               return_value=attachment):
+            self.manager.attachment_delete(self.ctxt, attachment.id, vol)
+        vol.volume_attachment = objects.VolumeAttachmentList(objects=[
+            a for a in vol.volume_attachment if a.id != attachment.id])
+
+    def exported(self, vol):
+        return self.backend.exports.get(vol.name)
+
+    def test_multiattach_detach_one_host_keeps_the_other(self):
+        vol, (att_a, att_b) = self.attached_volume(
+            [connector(HOST_A, 'a'), connector(HOST_B, 'b')],
+            multiattach=True)
+        self.detach(vol, att_a)
+        self.assertEqual([('deny', vol.name, [HOST_A])], self.backend.calls)
+        self.assertEqual([HOST_B], self.exported(vol)['initiators'])
+        self.detach(vol, att_b)
+        self.assertIsNone(self.exported(vol))
+
+    def test_live_migration_source_detach_keeps_destination(self):
+        # nova: destination attachment exists before the source is deleted
+        vol, (src, _dst) = self.attached_volume(
+            [connector(HOST_A, 'src'), connector(HOST_B, 'dst')])
+        self.detach(vol, src)
+        self.assertNotIn(('remove', vol.name), self.backend.calls)
+        self.assertEqual([HOST_B], self.exported(vol)['initiators'])
+
+    def test_two_attachments_from_one_host(self):
+        vol, (first, second) = self.attached_volume(
+            [connector(HOST_A, 'a'), connector(HOST_A, 'a')],
+            multiattach=True)
+        self.detach(vol, first)
+        self.assertEqual([], self.backend.calls)
+        self.assertEqual([HOST_A], self.exported(vol)['initiators'])
+        self.detach(vol, second)
+        self.assertEqual([('deny', vol.name, [HOST_A]),
+                          ('remove', vol.name)], self.backend.calls)
+
+    def test_last_detach_removes_the_export(self):
+        vol, (att,) = self.attached_volume([connector(HOST_A, 'a')])
+        self.detach(vol, att)
+        self.assertEqual([('deny', vol.name, [HOST_A]),
+                          ('remove', vol.name)], self.backend.calls)
+
+    def test_attach_is_one_request_to_the_storage_host(self):
+        vol = self.volume(1)
+        self.driver.create_volume(vol)
+        att = objects.VolumeAttachment(
+            context=self.ctxt, id=str(uuid.uuid4()), volume_id=vol.id,
+            attach_status='reserved', attach_mode='rw')
+        vol.save = mock.Mock()
+        del self.runner.requests[:]
+        info = self.manager._connection_create(self.ctxt, vol, att,
+                                               connector(HOST_A, 'a'))
+        self.assertEqual(['target-export'], self.runner.ops())
+        self.assertEqual([HOST_A], self.exported(vol)['initiators'])
+        self.assertEqual('iscsi', info['driver_volume_type'])
+        self.assertEqual('CHAP', info['auth_method'])
+
+    def test_concurrent_first_attaches_agree_on_chap(self):
+        vol = self.volume(1, multiattach=True)
+        self.driver.create_volume(vol)
+        # both attachments see a volume without provider_auth yet
+        first = self.driver.create_export(self.ctxt, vol,
+                                          connector(HOST_A, 'a'))
+        second = self.driver.create_export(self.ctxt, vol,
+                                           connector(HOST_B, 'b'))
+        self.assertEqual(first['provider_auth'], second['provider_auth'])
+        self.assertEqual([HOST_A, HOST_B], self.exported(vol)['initiators'])
+
+    def test_never_exported_volume_deletes_without_the_target(self):
+        vol = self.volume(1)
+        self.driver.create_volume(vol)
+        self.host.config.target_helpers = []   # target tool unusable
+        del self.runner.requests[:]
+        self.driver.remove_export(self.ctxt, vol)
+        self.driver.delete_volume(vol)
+        self.assertEqual(['delete'], self.runner.ops())
