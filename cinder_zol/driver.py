@@ -13,16 +13,19 @@ from oslo_utils import units
 
 from cinder import exception as cinder_exception
 from cinder.i18n import _
+from cinder.image import image_utils
 from cinder import interface
 from cinder.volume.drivers.san import san
 from cinder.volume import volume_utils
 
 from cinder_zol import exception
 from cinder_zol.host import ops
+from cinder_zol import images
 from cinder_zol import options
 from cinder_zol import runner as runner_mod
 from cinder_zol import storage
 from cinder_zol import targets
+from cinder_zol.targets import base
 
 LOG = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
         self.storage = storage.StorageHost(self.runner, conf.zol_dataset,
                                            conf.zol_host_command)
         self.target = targets.get_target(conf, self.storage)
+        self.image_cache = images.ImageCache(self.storage, conf)
         if conf.safe_get('chap_username') or conf.safe_get('chap_password'):
             LOG.warning('chap_username/chap_password are ignored: every '
                         'volume gets its own CHAP credentials.')
@@ -212,6 +216,62 @@ class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
             return keep
         return {'_name_id': None, 'provider_location': None,
                 'provider_auth': None}
+
+    # -- images ----------------------------------------------------------
+
+    def clone_image(self, context, volume, image_location, image_meta,
+                    image_service):
+        """A volume from an image as a clone of its golden zvol.
+
+        Cinder asks this before it downloads anything; (None, False) lets
+        it take its own path (download, then copy_image_to_volume).
+        """
+        why_not = self.image_cache.applies(volume, image_meta)
+        if why_not:
+            LOG.debug('Image %(i)s: no golden-image clone (%(w)s).',
+                      {'i': image_meta.get('id'), 'w': why_not})
+            return None, False
+        return self.image_cache.clone(context, volume, image_meta,
+                                      image_service,
+                                      self._wishes(volume)), True
+
+    def copy_image_to_volume(self, context, volume, image_service, image_id,
+                             disable_sparse=False):
+        """Write an image into the zvol over SSH (no attach).
+
+        Encrypted volumes take Cinder's own path
+        (copy_image_to_encrypted_volume), which attaches the volume to
+        the cinder-volume host to format it with LUKS.
+        """
+        images.copy_image_to_zvol(self.storage, context, volume,
+                                  image_service, image_id, disable_sparse)
+
+    def copy_volume_to_image(self, context, volume, image_service,
+                             image_meta):
+        """Upload a volume over SSH (no attach); Cinder converts it.
+
+        An attached volume is read from a temporary clone, so the image is
+        one point in time. An encrypted volume is uploaded as it is
+        stored (LUKS), as Cinder's generic upload does.
+        """
+        source = volume.name
+        temporary = None
+        if base.live_attachments(volume):
+            temporary = 'upload-%s' % volume.name
+            self.storage.clone_volume(volume.name, temporary,
+                                      volume.size * units.Gi,
+                                      {'props': {}, 'sparse': True})
+            source = temporary
+        try:
+            with image_utils.temporary_file(
+                    prefix='zol-upload-%s-' % volume.id) as tmp:
+                images.read_zvol_to_file(self.storage, source, tmp)
+                volume_utils.upload_volume(context, image_service,
+                                           image_meta, tmp, volume,
+                                           run_as_root=False)
+        finally:
+            if temporary:
+                self.storage.delete_volume(temporary)
 
     # -- export ----------------------------------------------------------
 

@@ -71,7 +71,31 @@ target_opts = [
                     'before exporting a volume.'),
 ]
 
-ALL_OPTS = zfs_opts + ssh_opts + target_opts
+image_opts = [
+    cfg.BoolOpt('zol_image_cache',
+                default=True,
+                help='Keep one golden zvol per Glance image on the storage '
+                     'host and make every volume created from that image a '
+                     'ZFS clone of it (constant time whatever the image '
+                     'size). The first volume from an image fills the '
+                     'entry; the image data travels over the driver\'s SSH '
+                     'connection, no iSCSI attach is needed.'),
+    cfg.IntOpt('zol_image_cache_max_count',
+               default=0,
+               min=0,
+               help='Most golden-image entries to keep; the least recently '
+                    'used beyond it are evicted after a new entry is made. '
+                    '0 means no limit. Volumes cloned from an evicted entry '
+                    'keep working.'),
+    cfg.IntOpt('zol_image_cache_max_size_gb',
+               default=0,
+               min=0,
+               help='Most space (GiB, as zfs "used") the golden-image '
+                    'entries may take; least recently used entries beyond '
+                    'it are evicted. 0 means no limit.'),
+]
+
+ALL_OPTS = zfs_opts + ssh_opts + target_opts + image_opts
 
 CONF = cfg.CONF
 CONF.register_opts(ALL_OPTS, group=configuration.SHARED_CONF_GROUP)

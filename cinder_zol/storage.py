@@ -8,8 +8,10 @@ bytes, names are ZFS names (``volume-<id>``), and nothing here knows about
 Cinder objects.
 """
 
+import contextlib
 import json
 
+from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import strutils
 
@@ -134,6 +136,58 @@ class StorageHost(object):
 
     def rename(self, name, new_name):
         self.call('rename', self.parent, name, new_name)
+
+    # -- image cache and zvol data ----------------------------------------
+
+    def image_find(self, name):
+        return self.call('image-find', self.parent, name)
+
+    def image_begin(self, name, size, payload):
+        return self.call('image-begin', self.parent, name, size,
+                         payload=payload)['importing']
+
+    def image_commit(self, importing, name):
+        return self.call('image-commit', self.parent, importing,
+                         name)['result']
+
+    def image_evict(self, max_count, max_bytes, keep=None):
+        return self.call('image-evict', self.parent, payload={
+            'max_count': max_count, 'max_bytes': max_bytes, 'keep': keep})
+
+    def image_purge(self):
+        return self.call('image-purge', self.parent)['evicted']
+
+    def write(self, name, chunks):
+        """Stream write records (cinder_zol.images) into a zvol."""
+        result = self.runner.send_stream([self.program, 'write', self.parent,
+                                          name], chunks)
+        return self._reply(result.stdout.strip().splitlines()[-1:] or [''],
+                           result)
+
+    @contextlib.contextmanager
+    def read(self, name):
+        """A reader of the zvol's data records (cinder_zol.images)."""
+        try:
+            with self.runner.receive_stream([self.program, 'read',
+                                             self.parent, name]) as reader:
+                yield reader
+        except processutils.ProcessExecutionError as e:
+            raise exception.HostOperationFailed(
+                what=_('reading %s from the storage host failed') % name,
+                stderr=e.stderr)
+
+    def _reply(self, lines, result):
+        try:
+            reply = json.loads(lines[0])
+        except ValueError:
+            raise exception.HostOperationFailed(
+                what=_('no reply from %(p)s on %(h)s (exit status %(rc)s)')
+                % {'p': self.program, 'h': self.runner.host,
+                   'rc': result.exit_code},
+                stderr=strutils.mask_password(result.stderr.strip()))
+        if reply.get('ok'):
+            return reply.get('result') or {}
+        raise to_exception(reply.get('error') or {})
 
     # -- targets ---------------------------------------------------------
 

@@ -31,6 +31,7 @@ import sys
 from . import config as config_mod
 from . import errors
 from . import execute
+from . import images
 from . import locks
 from . import log
 from . import names
@@ -60,7 +61,8 @@ class Host(object):
         self.lock_wait = lock_wait
         self.target_backends = {}
         self.wait_for_device = target.wait_for_device
-        self.transient_prefixes = ()
+        # what a crash may leave half made: swept at start-up
+        self.transient_prefixes = (images.IMPORTING_PREFIX,)
         self._zfs = {}
         self._lock_owners = None
         self._root = None           # the root helper session (non-root)

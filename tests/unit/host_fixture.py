@@ -9,6 +9,8 @@ answers the driver's requests through this host with the real dispatch and
 reply encoding, so driver tests cross the same JSON boundary as SSH.
 """
 
+import contextlib
+import io
 import json
 import os
 import tempfile
@@ -17,6 +19,9 @@ from cinder_zol.host import agent
 from cinder_zol.host import config
 from cinder_zol.host import errors
 from cinder_zol.host import execute
+from cinder_zol.host import ops
+from cinder_zol.host import target
+from cinder_zol import runner as runner_mod
 from tests.unit import fake_zfs
 
 PARENT = 'tank/cinder'
@@ -52,9 +57,38 @@ def make_host(zfs=None, datasets=(PARENT,), helpers=('tgtadm', 'lioadm'),
                       lock_wait=lock_wait)
     host.target_runner = (lambda operation, args, payload:
                           operation.func(host, *args, payload=payload))
-    host.wait_for_device = lambda link, wait: link
+    host.devices = FakeDevices(zfs, tmp)
+    host.wait_for_device = host.devices.path
     host.tmp = tmp
     return host
+
+
+class FakeDevices(object):
+    """A sparse file per zvol, standing for /dev/zvol/<dataset>."""
+
+    def __init__(self, zfs, tmp):
+        self.zfs = zfs
+        self.dir = os.path.join(tmp, 'dev')
+        os.mkdir(self.dir)
+
+    def path(self, link, wait=None):
+        ds = self.zfs.datasets[link[len('/dev/zvol/'):]]
+        # the file follows the dataset through renames, as a zvol's data
+        # does
+        if 'device' not in ds:
+            ds['device'] = os.path.join(self.dir, 'zd%d' % len(
+                os.listdir(self.dir)))
+        path = ds['device']
+        size = ds['volsize']
+        with open(path, 'ab') as f:
+            if f.tell() < size:
+                f.truncate(size)
+        return path
+
+    def read(self, dataset, offset=0, length=None):
+        with open(self.path('/dev/zvol/' + dataset), 'rb') as f:
+            f.seek(offset)
+            return f.read(length) if length is not None else f.read()
 
 
 class InProcessRunner(object):
@@ -78,6 +112,29 @@ class InProcessRunner(object):
 
     def ops(self):
         return [r[0] for r in self.requests]
+
+    def send_stream(self, argv, chunks, timeout=None):
+        """``program write PARENT NAME`` answered by the root helper code."""
+        self.requests.append(list(argv[1:]))
+        inp = io.BytesIO(b''.join(chunks))
+        out = io.StringIO()
+        rc = target.stream(self.agent_host, ops.OPERATIONS[argv[1]],
+                           list(argv[2:]), inp, out)
+        return runner_mod.Result(out.getvalue(), '', rc)
+
+    @contextlib.contextmanager
+    def receive_stream(self, argv, timeout=None):
+        self.requests.append(list(argv[1:]))
+        out = io.StringIO()
+        out.buffer = io.BytesIO()
+        rc = target.stream(self.agent_host, ops.OPERATIONS[argv[1]],
+                           list(argv[2:]), io.BytesIO(), out)
+        if rc:
+            from oslo_concurrency import processutils
+            raise processutils.ProcessExecutionError(exit_code=rc,
+                                                     stderr='read failed')
+        out.buffer.seek(0)
+        yield out.buffer
 
     def close(self):
         pass

@@ -1,0 +1,243 @@
+"""Image data between Glance and zvols, over the driver's own SSH link.
+
+No attach, no iSCSI initiator on the cinder-volume host: Cinder's
+``image_utils`` fetches, checks and converts the image to a sparse raw file
+in ``image_conversion_dir`` (its format, size, backing-file and
+``image_conversion_disable`` rules apply unchanged), and only the file's
+data travels to the storage host, as records (offset, length, data) that
+the root helper writes into the zvol. Zero regions are neither sent nor
+written, so a transfer is proportional to the image's data, not to its
+virtual size. The other way round, the storage host sends the zvol's
+non-zero blocks, which become a sparse file that ``image_utils`` converts
+and uploads.
+
+:class:`ImageCache` keeps one golden zvol per image on the storage host
+(:mod:`cinder_zol.host.images`): the first volume from an image fills it,
+every later one is a ZFS clone of its ``@golden`` snapshot.
+"""
+
+import contextlib
+import errno
+import math
+import os
+
+from oslo_log import log as logging
+from oslo_utils import units
+
+from cinder import coordination
+from cinder import exception as cinder_exception
+from cinder.i18n import _
+from cinder.image import image_utils
+
+LOG = logging.getLogger(__name__)
+
+CHUNK = units.Mi
+HEADER = 16
+_ZERO = bytes(CHUNK)
+
+
+def _data_ranges(fd, size):
+    """(start, end) of the regions a sparse file has data in."""
+    offset = 0
+    while offset < size:
+        try:
+            start = os.lseek(fd, offset, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno == errno.ENXIO:      # only a hole is left
+                return
+            if e.errno == errno.EINVAL:     # no SEEK_DATA: read it all
+                yield offset, size
+                return
+            raise
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, min(end, size)
+        offset = end
+
+
+def records(path, sparse=True, stats=None):
+    """The file as write records; all-zero chunks are left out.
+
+    ``sparse=False`` (re-imaging a volume that holds old data) sends every
+    chunk. ``stats`` (a dict) gets the bytes sent and the file's size.
+    """
+    stats = stats if stats is not None else {}
+    stats.update(sent=0, size=0)
+    with open(path, 'rb') as f:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        stats['size'] = size
+        ranges = _data_ranges(fd, size) if sparse else [(0, size)]
+        for start, end in ranges:
+            offset = start
+            while offset < end:
+                data = os.pread(fd, min(CHUNK, end - offset), offset)
+                if not data:
+                    break
+                if not sparse or data != _ZERO[:len(data)]:
+                    yield (offset.to_bytes(8, 'big') +
+                           len(data).to_bytes(8, 'big') + data)
+                    stats['sent'] += len(data)
+                offset += len(data)
+    yield size.to_bytes(8, 'big') + bytes(8)
+
+
+def _read_exact(reader, size):
+    data = bytearray()
+    while len(data) < size:
+        chunk = reader.read(size - len(data))
+        if not chunk:
+            raise cinder_exception.VolumeBackendAPIException(
+                data=_('the storage host ended the data stream early'))
+        data += chunk
+    return bytes(data)
+
+
+def write_records(reader, path):
+    """Records from ``reader`` into a sparse file; the total size."""
+    with open(path, 'wb') as f:
+        fd = f.fileno()
+        while True:
+            header = _read_exact(reader, HEADER)
+            offset = int.from_bytes(header[:8], 'big')
+            length = int.from_bytes(header[8:], 'big')
+            if length == 0:
+                os.ftruncate(fd, offset)
+                return offset
+            os.pwrite(fd, _read_exact(reader, length), offset)
+
+
+def image_hash(image_meta):
+    """Glance's checksum of the image data, 'algo:hex'."""
+    if image_meta.get('os_hash_value'):
+        return '%s:%s' % (image_meta.get('os_hash_algo') or 'sha512',
+                          image_meta['os_hash_value'])
+    if image_meta.get('checksum'):
+        return 'md5:%s' % image_meta['checksum']
+    return None
+
+
+def _gib(size):
+    return max(1, int(math.ceil(size / float(units.Gi))))
+
+
+@contextlib.contextmanager
+def fetched(context, image_service, image_id, volume_size=None,
+            blocksize=units.Mi, disable_sparse=False):
+    """The image as a sparse raw file in image_conversion_dir."""
+    with image_utils.temporary_file(prefix='zol-image-%s-' % image_id) as tmp:
+        image_utils.fetch_to_raw(context, image_service, image_id, tmp,
+                                 blocksize, size=volume_size,
+                                 run_as_root=False,
+                                 disable_sparse=disable_sparse)
+        yield tmp
+
+
+class ImageCache(object):
+    """Golden zvols on the storage host, one per image (and block size)."""
+
+    def __init__(self, storage, configuration):
+        self.storage = storage
+        self.configuration = configuration
+
+    @staticmethod
+    def entry_name(image_id, props):
+        vbs = props.get('volblocksize')
+        return 'image-%s' % image_id + ('-%s' % vbs.lower() if vbs else '')
+
+    def applies(self, volume, image_meta):
+        """Why the cache cannot serve this image, or None when it can."""
+        if not self.configuration.zol_image_cache:
+            return 'zol_image_cache is off'
+        if image_meta.get('container_format') not in (None, 'bare',
+                                                      'compressed'):
+            return ('container_format %s'
+                    % image_meta.get('container_format'))
+        if not image_hash(image_meta):
+            return 'Glance reports no checksum'
+        properties = image_meta.get('properties') or {}
+        if properties.get('img_signature') and \
+                self.configuration.safe_get('verify_glance_signatures') \
+                != 'disabled':
+            return 'the image is signed; Cinder verifies it while copying'
+        return None
+
+    def clone(self, context, volume, image_meta, image_service, wishes):
+        """Make ``volume`` a clone of the image's golden zvol."""
+        image_id = image_meta['id']
+        digest = image_hash(image_meta)
+        name = self.entry_name(image_id, wishes['props'])
+        with coordination.COORDINATOR.get_lock('zol-image-%s' % name):
+            found = self.storage.image_find(name)
+            if found and found.get('hash') != digest:
+                LOG.info('Image cache entry %(n)s holds other data than '
+                         'image %(i)s has now; replacing it.',
+                         {'n': name, 'i': image_id})
+                self.storage.delete_volume(name)
+                found = {}
+            if not found:
+                self._fill(context, volume, image_meta, image_service, name,
+                           digest, wishes)
+            self.storage.clone_snapshot(
+                name, 'golden', volume.name, volume.size * units.Gi, wishes)
+        return {}
+
+    def _fill(self, context, volume, image_meta, image_service, name,
+              digest, wishes):
+        image_id = image_meta['id']
+        props = {k: v for k, v in wishes['props'].items()}
+        with fetched(context, image_service, image_id, volume.size) as tmp:
+            size = _gib(os.path.getsize(tmp)) * units.Gi
+            importing = self.storage.image_begin(
+                name, size, {'props': props, 'image_id': image_id,
+                             'hash': digest})
+            try:
+                stats = {}
+                self.storage.write(importing, records(tmp, stats=stats))
+                result = self.storage.image_commit(importing, name)
+            except Exception:
+                self._drop(importing)
+                raise
+        LOG.info('Image %(i)s cached on the storage host as %(n)s: '
+                 '%(sent).1f MiB of data sent for %(size).1f MiB (%(r)s).',
+                 {'i': image_id, 'n': name, 'sent': stats['sent'] / units.Mi,
+                  'size': stats['size'] / units.Mi, 'r': result})
+        self.evict(keep=name)
+
+    def _drop(self, importing):
+        try:
+            self.storage.delete_volume(importing)
+        except Exception as e:
+            LOG.warning('Removing the half-made import %(n)s failed; the '
+                        'start-up sweep removes it: %(e)s',
+                        {'n': importing, 'e': e})
+
+    def evict(self, keep=None):
+        conf = self.configuration
+        if not (conf.zol_image_cache_max_count or
+                conf.zol_image_cache_max_size_gb):
+            return
+        result = self.storage.image_evict(
+            conf.zol_image_cache_max_count,
+            conf.zol_image_cache_max_size_gb * units.Gi, keep)
+        if result.get('evicted'):
+            LOG.info('Evicted from the image cache: %s',
+                     ', '.join(result['evicted']))
+
+
+def copy_image_to_zvol(storage, context, volume, image_service, image_id,
+                       disable_sparse=False):
+    """Write an image into an existing zvol (Cinder's generic path)."""
+    with fetched(context, image_service, image_id, volume.size,
+                 disable_sparse=disable_sparse) as tmp:
+        stats = {}
+        storage.write(volume.name, records(tmp, sparse=not disable_sparse,
+                                           stats=stats))
+    LOG.info('Image %(i)s written to %(v)s: %(sent).1f MiB sent for '
+             '%(size).1f MiB.', {'i': image_id, 'v': volume.name,
+                                 'sent': stats['sent'] / units.Mi,
+                                 'size': stats['size'] / units.Mi})
+
+
+def read_zvol_to_file(storage, name, path):
+    with storage.read(name) as reader:
+        return write_records(reader, path)
