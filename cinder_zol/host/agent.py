@@ -209,6 +209,7 @@ def one_request(host, argv):
     except errors.HostError as e:
         if isinstance(e, errors.Refused):
             log.syslog('REFUSED %s: %s' % (' '.join(argv)[:512], e), True)
+            sys.stderr.write('cinder-zol-host: refused: %s\n' % e)
         _write(reply_error(e))
         return REFUSED_EXIT if isinstance(e, errors.Refused) else 1
     _write(reply_ok(result))

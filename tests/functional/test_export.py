@@ -77,7 +77,7 @@ class RealExportTestCase(base.LabTestCase):
         self.assertRaises(initiator.LoginRefused,
                           self.session(info, iqn=OTHER).size)
         # a second attachment's initiator is let in, then out again
-        self.driver.initialize_connection(vol, self.connector(OTHER))
+        self.export(vol, OTHER)
         self.session(info, iqn=OTHER).verify_pattern(0x11, MiB)
         self.driver.terminate_connection(vol, self.connector(OTHER))
         self.assertRaises(initiator.LoginRefused,

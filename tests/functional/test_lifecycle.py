@@ -84,17 +84,26 @@ class RealLifecycleTestCase(base.LabTestCase):
                                stats['total_capacity_gb'], delta=0.05)
         self.assertAlmostEqual(avail / self.gib(1),
                                stats['free_capacity_gb'], delta=0.05)
-        self.assertEqual(2, stats['provisioned_capacity_gb'])
-        self.assertEqual(1, stats['total_volumes'])
+        # provisioned capacity is Cinder's own count (allocated_capacity_gb)
+        self.assertNotIn('provisioned_capacity_gb', stats)
         self.driver.delete_volume(vol)
 
-    def test_unknown_property_reports_zfs_error(self):
+    def test_unknown_property_refused_by_the_storage_host(self):
         vol = self.volume(1)
         self.override_config('zol_zvol_properties', {'nosuchprop': 'on'},
                              base.GROUP)
+        e = self.assertRaises(exception.HostRefused,
+                              self.driver.create_volume, vol)
+        self.assertIn('nosuchprop', str(e))
+        self.assertNotIn('%s/%s' % (self.parent, vol.name), self.zfs_names())
+
+    def test_bad_property_value_reports_zfs_error(self):
+        vol = self.volume(1)
+        self.override_config('zol_zvol_properties',
+                             {'compression': 'nonsense'}, base.GROUP)
         e = self.assertRaises(exception.ZfsInvalid, self.driver.create_volume,
                               vol)
-        self.assertIn('nosuchprop', str(e))
+        self.assertIn("'compression' must be one of", str(e))
 
     def test_out_of_space_reports_zfs_error(self):
         self.override_config('san_thin_provision', False, base.GROUP)
@@ -134,8 +143,18 @@ class RealLifecycleTestCase(base.LabTestCase):
                               zol_ssh_known_hosts_file=empty)
         self.assertIn('ssh-keyscan', str(e))
 
+    def test_parent_not_set_up_on_the_storage_host(self):
+        e = self.assertRaises(exception.HostRefused, self.make_driver,
+                              zol_dataset=self.parent + '/other')
+        self.assertIn('is not managed on this storage host', str(e))
+        self.assertIn('setup-storage-host.sh --dataset', str(e))
+
     def test_missing_parent_dataset(self):
+        missing = self.parent + '/missing'
+        conf = '/etc/cinder-zol/host.conf'
+        self.guest("cp %s %s.bak && sed -i 's#^datasets = .*#& %s#' %s"
+                   % (conf, conf, missing, conf))
+        self.addCleanup(self.guest, 'mv -f %s.bak %s' % (conf, conf))
         e = self.assertRaises(cinder_exception.VolumeBackendAPIException,
-                              self.make_driver,
-                              zol_dataset=self.parent + '/missing')
-        self.assertIn('zfs create', str(e))
+                              self.make_driver, zol_dataset=missing)
+        self.assertIn('zfs create %s' % missing, str(e))
