@@ -27,6 +27,20 @@ def _rtslib():
     return rtslib_fb
 
 
+class _Restore(object):
+    """Undoes a change to an object that the current call did not create.
+
+    ``_undo`` calls ``delete()`` on everything it is given.
+    """
+
+    def __init__(self, func, *args):
+        self.func = func
+        self.args = args
+
+    def delete(self):
+        self.func(*self.args)
+
+
 class Backend(object):
 
     tool = 'lioadm'
@@ -50,8 +64,9 @@ class Backend(object):
 
     @staticmethod
     def _target(root, iqn):
+        # rtslib normalizes target WWNs to lower case
         for target in root.targets:
-            if target.wwn == iqn:
+            if target.wwn.lower() == iqn.lower():
                 return target
         return None
 
@@ -89,6 +104,20 @@ class Backend(object):
                 return [acl.chap_userid, acl.chap_password]
         return None
 
+    @classmethod
+    def _agreed_chap(cls, tpg, proposed):
+        """The credentials of an export, as a list or None.
+
+        Those its ACLs carry, or none when its ACLs carry none: the first
+        export wins, with or without CHAP. The proposal only counts for a
+        TPG without ACLs.
+        """
+        if any(True for _ in tpg.node_acls):
+            chap = cls._chap_of(tpg)
+        else:
+            chap = proposed
+        return list(chap) if chap else None
+
     @staticmethod
     def _undo(created):
         for obj in reversed(created):
@@ -104,13 +133,40 @@ class Backend(object):
             raise errors.TargetError('saving the LIO configuration failed',
                                      str(e))
 
+    @staticmethod
+    def _save_quietly(root):
+        """Save after a removal that failed half way.
+
+        The boot configuration must not bring back what is gone; the
+        caller raises the first error.
+        """
+        try:
+            root.save_to_file()
+        except Exception:
+            pass
+
+    @staticmethod
+    def _set_attribute(tpg, name, value, created):
+        """Set a TPG attribute; a change is recorded to undo (and save)."""
+        old = tpg.get_attribute(name)
+        if old != value:
+            tpg.set_attribute(name, value)
+            created.append(_Restore(tpg.set_attribute, name, old))
+
+    @staticmethod
+    def _set_chap(acl, chap):
+        acl.chap_userid, acl.chap_password = chap
+
     def _allow(self, tpg, lun, initiator, chap, created):
         acl = self._acl(tpg, initiator)
         if acl is None:
             acl = self.rtslib.NodeACL(tpg, initiator, mode='create')
             created.append(acl)
         if chap:
-            acl.chap_userid, acl.chap_password = chap
+            old = [acl.chap_userid, acl.chap_password]
+            if old != list(chap):
+                self._set_chap(acl, chap)
+                created.append(_Restore(self._set_chap, acl, old))
         if not any(m.tpg_lun.lun == lun.lun for m in acl.mapped_luns):
             created.append(self.rtslib.MappedLUN(acl, lun.lun, lun.lun))
 
@@ -138,12 +194,12 @@ class Backend(object):
             if tpg is None:
                 tpg = rts.TPG(target, 1, mode='create')
                 created.append(tpg)
-            existing = self._chap_of(tpg)
-            if existing and chap:
-                chap = existing     # first export wins; all agree
+            # The first export wins, with or without CHAP: all agree.
+            chap = self._agreed_chap(tpg, chap)
             # Only explicit per-initiator ACLs may log in.
-            tpg.set_attribute('generate_node_acls', '0')
-            tpg.set_attribute('authentication', '1' if chap else '0')
+            self._set_attribute(tpg, 'generate_node_acls', '0', created)
+            self._set_attribute(tpg, 'authentication',
+                                '1' if chap else '0', created)
             if not any(True for _ in tpg.network_portals):
                 created.append(rts.NetworkPortal(tpg, PORTAL_IP, port,
                                                  mode='create'))
@@ -153,9 +209,15 @@ class Backend(object):
                 created.append(lun)
             for initiator in initiators:
                 self._allow(tpg, lun, initiator, chap, created)
-            tpg.enable = True
+            if not tpg.enable:
+                tpg.enable = True
+                created.append(_Restore(setattr, tpg, 'enable', False))
             if created:
                 self._save(root)
+            result = {'tid': tpg.tag, 'lun': lun.lun, 'chap': chap,
+                      'changed': bool(created),
+                      'initiators': sorted(a.node_wwn
+                                           for a in tpg.node_acls)}
         except errors.HostError:
             self._undo(created)
             raise
@@ -163,81 +225,107 @@ class Backend(object):
             self._undo(created)
             raise errors.TargetError('LIO export of %s failed' % name,
                                      '%s: %s' % (type(e).__name__, e))
-        return {'tid': tpg.tag, 'lun': lun.lun, 'chap': chap,
-                'changed': bool(created),
-                'initiators': sorted(a.node_wwn for a in tpg.node_acls)}
+        return result
 
     def remove(self, name, iqn):
         root = self._root()
-        target = self._target(root, iqn)
-        so = self._storage_object(root, name)
+        removed = False
         try:
+            target = self._target(root, iqn)
+            so = self._storage_object(root, name)
             if target is not None:
                 target.delete()
+                removed = True
             if so is not None:
                 so.delete()
+                removed = True
         except Exception as e:
+            if removed:
+                self._save_quietly(root)
             raise errors.TargetError('removing LIO export %s failed' % iqn,
                                      '%s: %s' % (type(e).__name__, e),
                                      'Is the device still open by '
                                      'another target?')
-        if target is not None or so is not None:
+        if removed:
             self._save(root)
-        return {'removed': target is not None or so is not None}
+        return {'removed': removed}
 
     def allow(self, name, iqn, initiator, chap):
         root = self._root()
-        tpg = self._tpg(self._target(root, iqn))
-        so = self._storage_object(root, name)
-        lun = self._lun(tpg, so) if tpg and so else None
+        try:
+            tpg = self._tpg(self._target(root, iqn))
+            so = self._storage_object(root, name)
+            lun = self._lun(tpg, so) if tpg and so else None
+            if lun is not None:
+                chap = self._agreed_chap(tpg, chap)
+        except Exception as e:
+            raise errors.TargetError('reading the LIO export %s failed'
+                                     % iqn, '%s: %s' % (type(e).__name__, e))
         if lun is None:
             raise errors.NotFound('target %s with the LUN of %s does not '
                                   'exist: the volume is not exported'
                                   % (iqn, name))
-        chap = self._chap_of(tpg) or chap
         created = []
         try:
             self._allow(tpg, lun, initiator, chap, created)
             if created:
                 self._save(root)
+            result = {'initiators': sorted(a.node_wwn
+                                           for a in tpg.node_acls)}
         except Exception as e:
             self._undo(created)
             raise errors.TargetError('allowing %s on %s failed'
                                      % (initiator, iqn), str(e))
-        return {'initiators': sorted(a.node_wwn for a in tpg.node_acls)}
+        return result
 
     def deny(self, name, iqn, initiators):
         root = self._root()
-        tpg = self._tpg(self._target(root, iqn))
-        if tpg is None:
-            return {'initiators': []}
         wanted = None if initiators is None else \
             set(i.lower() for i in initiators)
         changed = False
-        for acl in list(tpg.node_acls):
-            if wanted is None or acl.node_wwn.lower() in wanted:
-                acl.delete()
-                changed = True
+        try:
+            tpg = self._tpg(self._target(root, iqn))
+            if tpg is None:
+                return {'initiators': []}
+            for acl in list(tpg.node_acls):
+                if wanted is None or acl.node_wwn.lower() in wanted:
+                    acl.delete()
+                    changed = True
+            left = sorted(a.node_wwn for a in tpg.node_acls)
+        except Exception as e:
+            if changed:
+                self._save_quietly(root)
+            raise errors.TargetError('removing initiators from LIO export '
+                                     '%s failed' % iqn,
+                                     '%s: %s' % (type(e).__name__, e))
         if changed:
             self._save(root)
-        return {'initiators': sorted(a.node_wwn for a in tpg.node_acls)}
+        return {'initiators': left}
 
     def resize(self, name, iqn, device, serial):
         return {'changed': False}   # LIO reads the size from the device
 
     def show(self, name, iqn):
         root = self._root()
-        target = self._target(root, iqn)
-        tpg = self._tpg(target)
-        so = self._storage_object(root, name)
-        lun = self._lun(tpg, so) if tpg and so else None
-        return {'exists': lun is not None,
-                'device': so.udev_path if so else None,
-                'initiators': sorted(a.node_wwn for a in tpg.node_acls)
-                if tpg else [],
-                'chap_user': (self._chap_of(tpg) or [None])[0]
-                if tpg else None}
+        try:
+            target = self._target(root, iqn)
+            tpg = self._tpg(target)
+            so = self._storage_object(root, name)
+            lun = self._lun(tpg, so) if tpg and so else None
+            return {'exists': lun is not None,
+                    'device': so.udev_path if so else None,
+                    'initiators': sorted(a.node_wwn for a in tpg.node_acls)
+                    if tpg else [],
+                    'chap_user': (self._chap_of(tpg) or [None])[0]
+                    if tpg else None}
+        except Exception as e:
+            raise errors.TargetError('reading the LIO export %s failed'
+                                     % iqn, '%s: %s' % (type(e).__name__, e))
 
     def version(self):
         root = self._root()
-        return {'helper': self.tool, 'targets': len(list(root.targets))}
+        try:
+            return {'helper': self.tool, 'targets': len(list(root.targets))}
+        except Exception as e:
+            raise errors.TargetError('reading the LIO configuration failed',
+                                     '%s: %s' % (type(e).__name__, e))
