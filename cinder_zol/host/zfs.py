@@ -33,6 +33,7 @@ _NUMERIC = frozenset(('volsize', 'used', 'available', 'refreservation',
 # entry has a unit test carrying the real message of each tested version.
 CLASSIFY = (
     ('out of space', errors.OutOfSpace),
+    ('greater than available space', errors.OutOfSpace),
     ('permission denied', errors.PermissionDenied),
     ('dataset does not exist', errors.NotFound),
     ('could not find any snapshots', errors.NotFound),
@@ -41,6 +42,7 @@ CLASSIFY = (
     ('has children', errors.HasDependents),
     ('more recent snapshots', errors.HasDependents),
     ('is busy', errors.Busy),
+    ("it's being held", errors.Busy),
     ('invalid', errors.Invalid),
     ('bad property', errors.Invalid),
     ('bad numeric value', errors.Invalid),
@@ -51,6 +53,7 @@ CLASSIFY = (
     ('volume size', errors.Invalid),
     ('not a valid', errors.Invalid),
     ('read-only', errors.Invalid),
+    ('readonly', errors.Invalid),
     ('cannot be', errors.Invalid),
     ('unsupported version', errors.Invalid),
 )

@@ -45,8 +45,9 @@ class TargetRequestTestCase(testtools.TestCase):
     def test_export(self):
         result = self.export()
         self.assertEqual(1, result['tid'])
-        self.assertEqual('/dev/zvol/%s/volume-a' % PARENT,
-                         self.backend.exports['volume-a']['device'])
+        self.assertEqual(
+            self.host.devices.path('/dev/zvol/%s/volume-a' % PARENT),
+            self.backend.exports['volume-a']['device'])
 
     @ddt.data({'iqn': 'iqn.x y'}, {'iqn': None},
               {'chap': ['user', 'short']}, {'chap': ['u s', 'x' * 16]},
