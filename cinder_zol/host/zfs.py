@@ -119,7 +119,7 @@ class Dataset(object):
 
 
 def _parse_value(field, raw):
-    if raw in ('-', ''):
+    if raw in ('-', '') or (raw == 'none' and field in _NUMERIC):
         return None
     if field in _NUMERIC:
         return int(raw)
