@@ -1,28 +1,77 @@
-"""Service processes of the e2e and tempest harnesses, on 127.0.0.1 only.
+"""Processes of the lab and its harnesses, on 127.0.0.1 only.
 
-One place for what both stacks need: free loopback ports, a process in its
-own session stopped by its process group id (never by name), log tails, and
-a private RabbitMQ node (own epmd, ports, mnesia and cookie, loopback only).
+One place for what the guest, the stacks and the runners need: waiting for
+a condition with a deadline, free loopback ports, a process in its own
+session stopped by its process group id (never by name), log tails, a
+private RabbitMQ node (own epmd, ports, mnesia and cookie, loopback only),
+and running a harness inside ``python -m cinder_zol_lab run`` with its
+``N passed, M failed`` line read back.
 Stdlib only; ``amqp`` (an oslo.messaging dependency) is imported when
 waiting for RabbitMQ.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 from pathlib import Path
 import re
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 RABBIT_SBIN = '/usr/lib/rabbitmq/bin/rabbitmq-server'
 _RECORD = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d')
+REPO = Path(__file__).resolve().parent.parent
 
 
 class ServiceError(RuntimeError):
     pass
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP: unwind through the finally blocks like Ctrl-C does."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+def unwind_on_termination() -> None:
+    """Turn SIGTERM and SIGHUP into Terminated (main thread only)."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise_terminated)
+
+
+class WaitTimeout(ServiceError, TimeoutError):
+    """wait_until's deadline passed."""
+
+
+def wait_until(probe, timeout: float, *, interval: float = 0.3, what,
+               alive=None):
+    """Call ``probe()`` until it returns something true; return that.
+
+    ``alive()``, when given, runs before every probe and raises when what
+    we wait for has died (a process, a guest). ``probe`` may raise to give
+    up early. After ``timeout`` seconds raise WaitTimeout saying ``what``
+    was awaited; ``what`` may be a callable, called then, to tell the last
+    state seen.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        if alive is not None:
+            alive()
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            text = what() if callable(what) else what
+            raise WaitTimeout(f'timed out after {timeout:g}s waiting for '
+                              f'{text}')
+        time.sleep(interval)
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -59,6 +108,17 @@ def tail(path: Path, lines: int = 40, debug: bool = True) -> str:
                 kept.append(r)
         rows = kept
     return '\n'.join(rows[-lines:])
+
+
+def end(popen: subprocess.Popen, timeout: float = 10) -> int:
+    """SIGTERM one child process, SIGKILL it after ``timeout``; reap it."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            return popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+    return popen.wait()
 
 
 def group_alive(pgid: int) -> bool:
@@ -113,12 +173,31 @@ class Proc:
             except subprocess.TimeoutExpired:
                 continue
             # the leader is gone; give the rest of its group a moment
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline and group_alive(pgid):
-                time.sleep(0.1)
-            if not group_alive(pgid):
+            with contextlib.suppress(WaitTimeout):
+                wait_until(lambda: not group_alive(pgid), 5, interval=0.1,
+                           what=f'process group {pgid} to end')
                 break
         self.popen = None
+
+    def kill(self) -> None:
+        """SIGKILL our process group at once (a crash, for fault tests)."""
+        if self.popen is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+        self.stop()   # and whatever of its group outlived the leader
+
+    def finish(self, timeout: float = 300) -> None:
+        """Wait for a one-shot process; raise with its log if it failed."""
+        try:
+            rc = self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise ServiceError(f'{self.name} did not end within '
+                               f'{timeout:.0f}s\n{tail(self.log)}')
+        self.popen = None
+        if rc:
+            raise ServiceError(f'{self.name} exited {rc}\n{tail(self.log)}')
 
 
 def start_rabbit(rdir: Path, logs: Path, amqp_port: int,
@@ -166,17 +245,83 @@ def wait_rabbit(amqp_port: int, check_alive, timeout: float = 90) -> None:
     ``check_alive()`` raises if the node died meanwhile.
     """
     import amqp
-    deadline = time.monotonic() + timeout
-    while True:
-        check_alive()
+
+    def accepts():
         try:
             c = amqp.Connection(f'127.0.0.1:{amqp_port}', userid='guest',
                                 password='guest', connect_timeout=2)
             c.connect()
             c.close()
-            return
+            return True
         except Exception:
-            if time.monotonic() > deadline:
-                raise ServiceError('RabbitMQ did not accept AMQP '
-                                   f'within {timeout:.0f}s')
-            time.sleep(0.3)
+            return False
+    wait_until(accepts, timeout, what='RabbitMQ to accept AMQP',
+               alive=check_alive)
+
+
+# -- harness runs and their closing line ------------------------------------
+
+SUMMARY = re.compile(r'^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$')
+
+
+@dataclasses.dataclass
+class Summary:
+    """What a harness run reported on its closing line, and how it ended."""
+
+    passed: int = 0
+    failed: int = 0
+    skipped: int | None = None
+    rc: int = 0
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.rc and not self.failed
+
+    def line(self) -> str:
+        """The closing line: ``N passed, M failed[, K skipped]``."""
+        text = f'{self.passed} passed, {self.failed} failed'
+        if self.skipped is not None:
+            text += f', {self.skipped} skipped'
+        return text
+
+
+def run_under_lab(target: str | None, argv: list[str], label: str,
+                  out=sys.stdout) -> Summary:
+    """Run ``argv`` inside a lab guest with ``target`` (no guest if None).
+
+    The child's output is passed through; its ``N passed, M failed`` line
+    gets ``label`` in front (only the caller's own last line stays bare).
+    A run that died before that line, or exited non-zero without a
+    failure, counts one failure.
+    """
+    if target is not None:
+        argv = [sys.executable, '-m', 'cinder_zol_lab', 'run', '--target',
+                target, '--', *argv]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    found = None
+    try:
+        for line in proc.stdout:
+            m = SUMMARY.match(line.strip())
+            if m:
+                found = m
+                line = f'{label}: {line}'
+            out.write(line)
+            out.flush()
+        rc = proc.wait()
+    except KeyboardInterrupt:
+        # the lab CLI got the Ctrl-C too and tears its guest down
+        proc.wait()
+        raise
+    s = Summary(rc=rc, seconds=time.monotonic() - t0)
+    if found is None:
+        s.failed = 1
+    else:
+        s.passed, s.failed = int(found.group(1)), int(found.group(2))
+        if found.group(3) is not None:
+            s.skipped = int(found.group(3))
+    if rc and not s.failed:
+        s.failed = 1
+    return s
