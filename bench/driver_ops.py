@@ -11,6 +11,7 @@ import sys
 import time
 
 from cinder_zol_lab import demo
+from cinder_zol_lab.shell import GuestShell
 
 REPEAT = 3
 
@@ -22,8 +23,7 @@ def timed(fn, *args):
 
 
 def main():
-    import os
-    drv, ctxt = demo.make_driver(os.environ)
+    drv, ctxt = demo.make_driver(GuestShell.from_env())
     calls = []
     real_run = drv.runner.run
 

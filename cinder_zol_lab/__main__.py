@@ -21,33 +21,19 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import time
 
-if __package__:
-    from . import guest as lab
-else:  # run as a plain script: python cinder_zol_lab/__main__.py
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import guest as lab  # type: ignore[no-redef]
+if not __package__:  # run as a plain script: python cinder_zol_lab/__main__.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+from cinder_zol_lab import guest as lab  # noqa: E402
+from cinder_zol_lab import services  # noqa: E402
 
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-class _Terminated(BaseException):
-    """SIGTERM/SIGHUP: unwind through the finally blocks like Ctrl-C does."""
-
-
-def _on_signal(signum, frame):
-    raise _Terminated(signum)
-
-
-def _install_signal_handlers() -> None:
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
 
 
 def cmd_build(args) -> int:
@@ -86,6 +72,22 @@ def _teardown(g: lab.LabGuest | None) -> None:
         log(f'lab: guest stopped in {g.timings["teardown"]:.1f}s')
 
 
+def _in_guest(args, body) -> int:
+    """Boot a guest, return ``body(guest)``, always tear the guest down."""
+    g = _guest(args)
+    try:
+        _boot(g, args)
+        return body(g)
+    except (KeyboardInterrupt, services.Terminated) as exc:
+        log(f'lab: interrupted ({type(exc).__name__}); tearing down')
+        return 143 if isinstance(exc, services.Terminated) else 130
+    except lab.LabError as exc:
+        log(f'lab: error: {exc}')
+        return 3
+    finally:
+        _teardown(g)
+
+
 def cmd_run(args) -> int:
     cmd = list(args.cmd)
     if cmd and cmd[0] == '--':
@@ -93,76 +95,47 @@ def cmd_run(args) -> int:
     if not cmd:
         log('lab run: no command given (usage: run [--target H] -- CMD...)')
         return 2
-    g = _guest(args)
-    child = None
-    try:
-        _boot(g, args)
-        env = dict(os.environ, **g.env())
+
+    def run(g):
         log(f'lab: running {shlex.join(cmd)}')
-        child = subprocess.Popen(cmd, env=env)
-        return child.wait()
-    except (KeyboardInterrupt, _Terminated) as exc:
-        log(f'lab: interrupted ({type(exc).__name__}); tearing down')
-        if child is not None and child.poll() is None:
+        child = subprocess.Popen(cmd, env=dict(os.environ, **g.env()))
+        try:
+            return child.wait()
+        except BaseException:
             # Ctrl-C reached the child too (same process group); give it a
             # moment, then terminate it (it is ours)
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                child.terminate()
-                try:
-                    child.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    child.kill()
-                    child.wait()
-        return 143 if isinstance(exc, _Terminated) else 130
-    except lab.LabError as exc:
-        log(f'lab: error: {exc}')
-        return 3
-    finally:
-        _teardown(g)
+                services.end(child, 10)
+            raise
+    return _in_guest(args, run)
 
 
 def cmd_shell(args) -> int:
-    g = _guest(args)
-    try:
-        _boot(g, args)
+    def wait(g):
         print(shlex.join(g.ssh_argv()), flush=True)
         log('lab: guest is up; Ctrl-C to stop it')
         for k, v in g.env().items():
             log(f'  {k}={v}')
-        while g.running:
-            time.sleep(1)
+        try:
+            while g.running:
+                time.sleep(1)
+        except (KeyboardInterrupt, services.Terminated):
+            log('lab: stopping')
+            return 0
         log('lab: QEMU exited')
         return 1
-    except (KeyboardInterrupt, _Terminated):
-        log('lab: stopping')
-        return 0
-    except lab.LabError as exc:
-        log(f'lab: error: {exc}')
-        return 3
-    finally:
-        _teardown(g)
+    return _in_guest(args, wait)
 
 
 def cmd_demo(args) -> int:
-    if __package__:
-        from . import demo
-    else:
-        import demo  # type: ignore[no-redef]
-    g = _guest(args)
-    try:
-        _boot(g, args)
+    from cinder_zol_lab import demo
+
+    def run(g):
         demo.run(g, log=log)
         return 0
-    except (KeyboardInterrupt, _Terminated) as exc:
-        log('lab: interrupted; tearing down')
-        return 143 if isinstance(exc, _Terminated) else 130
-    except lab.LabError as exc:
-        log(f'lab: error: {exc}')
-        return 3
-    finally:
-        _teardown(g)
+    return _in_guest(args, run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == 'run':
             sp.add_argument('cmd', nargs=argparse.REMAINDER, help='-- CMD...')
     args = p.parse_args(argv)
-    _install_signal_handlers()
+    services.unwind_on_termination()
     try:
         if args.command == 'build':
             return cmd_build(args)

@@ -15,7 +15,7 @@ from . import guest as lab
 from . import initiator
 
 INITIATOR = 'iqn.2026-11.org.cinder-zol:quickstart'
-GROUP = 'zol_lab'
+GROUP = backend.NAME
 MiB = 2 ** 20
 
 
@@ -33,8 +33,11 @@ class _Steps:
         return result
 
 
-def make_driver(env):
-    """A ZFSonLinuxISCSIDriver configured like cinder-volume would."""
+def make_driver(shell):
+    """A ZFSonLinuxISCSIDriver configured like cinder-volume would.
+
+    ``shell``: the shell.GuestShell of the lab guest.
+    """
     from oslo_config import cfg
 
     from cinder import context
@@ -48,7 +51,7 @@ def make_driver(env):
     cfg.CONF([], project='cinder', default_config_files=[])
     configuration = conf.Configuration(options.ALL_OPTS, config_group=GROUP)
     drv = driver_mod.ZFSonLinuxISCSIDriver(configuration=configuration)
-    for key, value in backend.settings(env).items():
+    for key, value in backend.settings(shell).items():
         cfg.CONF.set_override(key, value, GROUP)
     ctxt = context.get_admin_context()
     drv.do_setup(ctxt)
@@ -74,10 +77,9 @@ def make_snapshot(ctxt, vol):
 
 
 def run(g: lab.LabGuest, log=print) -> None:
-    env = g.env()
     step = _Steps(log)
     drv, ctxt = step('configure driver, check_for_setup_error', make_driver,
-                     env)
+                     g.shell)
     connector = {'initiator': INITIATOR, 'ip': '127.0.0.1', 'host': 'demo',
                  'multipath': False}
 
@@ -112,8 +114,7 @@ def run(g: lab.LabGuest, log=print) -> None:
     step('delete_snapshot', drv.delete_snapshot, snap)
     step('delete_volume (clone; the hidden source goes too)',
          drv.delete_volume, clone)
-    left = g.run(['zfs', 'list', '-H', '-o', 'name', '-t', 'all', '-r',
-                  g.parent_dataset]).stdout.split()
+    left = g.shell.zfs_names()
     log(f'  zfs list -t all -r {g.parent_dataset}: {" ".join(left)}')
     if left != [g.parent_dataset]:
         raise lab.LabError(f'leftovers on the storage host: {left}')

@@ -1,8 +1,10 @@
 """A real ZFS-on-Linux storage host for tests: a Debian guest under QEMU.
 
 Standard library only (no cinder, no paramiko): the lab talks to its guest
-with the system ``ssh`` client, key-only, against a known_hosts file that
-holds the guest's real host key (never with host key checking turned off).
+through ``g.shell`` (shell.GuestShell: the system ``ssh`` client, key-only,
+against a known_hosts file that holds the guest's real host key, never with
+host key checking turned off). LabGuest owns QEMU: boot, storage host
+setup, target choice, stop.
 
     from cinder_zol_lab.guest import LabGuest
     with LabGuest() as g:
@@ -34,12 +36,17 @@ import threading
 import time
 from typing import Callable
 
+from . import services
+from .shell import CONTROL_SOCKET
+from .shell import GuestCommandError  # noqa: F401  (part of this API)
+from .shell import GuestShell
+from .shell import LabError
+
 LAB_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = LAB_DIR / 'build-image.sh'
 # every file whose content shapes the image: a change to any rebuilds it
 RECIPE_FILES = (BUILD_SCRIPT,)
 
-ENV_PREFIX = 'CINDER_ZOL_LAB_'
 TARGET_HELPERS = ('tgtadm', 'lioadm')
 # How the storage host is set up: the driver logs in as an unprivileged
 # account through the forced-command wrapper (the default, as the README
@@ -58,29 +65,6 @@ def default_cache_dir() -> Path:
 CACHE_DIR = default_cache_dir()
 
 Log = Callable[[str], None]
-
-
-class LabError(RuntimeError):
-    """The lab could not build, boot or drive its guest."""
-
-
-class GuestCommandError(LabError, subprocess.CalledProcessError):
-    """A command run in the guest exited non-zero (``run(check=True)``)."""
-
-    def __init__(self, returncode, cmd, output=None, stderr=None):
-        subprocess.CalledProcessError.__init__(self, returncode, cmd, output,
-                                               stderr)
-
-    def __str__(self):
-        err = self.stderr
-        if isinstance(err, bytes):
-            err = err.decode(errors='replace')
-        msg = subprocess.CalledProcessError.__str__(self)
-        if self.returncode == 255:
-            msg += ' (255: ssh could not connect, or the command exited 255)'
-        if err:
-            msg += '\nstderr:\n' + _tail(err, 30)
-        return msg
 
 
 def _tail(text: str, lines: int) -> str:
@@ -188,13 +172,7 @@ def ensure_image(log: Log = print, cache_dir: Path | None = None) -> Image:
         except BaseException:
             # Ctrl-C reaches the script too (same process group); other
             # exits: ask it to stop. Either way let its trap clean up.
-            if proc.poll() is None:
-                proc.terminate()
-            try:
-                proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            services.end(proc, 120)
             raise
         if rc != 0:
             raise LabError(f'guest image build failed (exit {rc}); '
@@ -244,11 +222,12 @@ def _qemu_path(path: Path) -> str:
 class LabGuest:
     """A booted lab storage host (context manager).
 
-    Attributes, valid after start(): ``host`` ('127.0.0.1'), ``ssh_port``,
-    ``iscsi_port`` (forwarded to the same port in the guest, where the
-    active target listens), ``user`` ('root', for the lab's own checks),
-    ``login`` (the driver's account: cinder-zol, or root in root mode),
-    ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
+    Attributes, valid after start(): ``shell`` (a shell.GuestShell: the
+    guest's coordinates and its one ssh client), ``host`` ('127.0.0.1'),
+    ``ssh_port``, ``iscsi_port`` (forwarded to the same port in the guest,
+    where the active target listens), ``user`` ('root', for the lab's own
+    checks), ``login`` (the driver's account: cinder-zol, or root in root
+    mode), ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
     ``run_dir``, ``console_log``, ``image``, ``pid`` (QEMU's), ``target``
     (last helper passed to use_target), ``timings`` (seconds).
     """
@@ -278,6 +257,7 @@ class LabGuest:
         self.cache_dir = Path(cache_dir or CACHE_DIR)
         self.log = log
         self.image = image
+        self.shell: GuestShell | None = None
         self.ssh_port: int | None = None
         self.iscsi_port: int | None = None
         self.private_key: Path | None = None
@@ -285,12 +265,14 @@ class LabGuest:
         self.run_dir: Path | None = None
         self.console_log: Path | None = None
         self.pid: int | None = None
-        self.target: str | None = None
         self.timings: dict[str, float] = {}
         self._proc: subprocess.Popen | None = None
         self._master: subprocess.Popen | None = None
-        self._control_path: Path | None = None
         self._qemu_log = None
+
+    @property
+    def target(self) -> str | None:
+        return (self.shell.target or None) if self.shell else None
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -326,6 +308,7 @@ class LabGuest:
         self.private_key = self.run_dir / 'id_ed25519'
         shutil.copyfile(self.image.client_key, self.private_key)
         os.chmod(self.private_key, 0o600)
+        self.known_hosts = self.run_dir / 'known_hosts'
         overlay = self.run_dir / 'root.qcow2'
         subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw',
                         '-b', str(self.image.root), str(overlay)],
@@ -338,7 +321,13 @@ class LabGuest:
         for attempt in range(3):
             self.ssh_port = _free_port()
             self.iscsi_port = _free_port({self.ssh_port})
-            self._write_known_hosts()
+            self.known_hosts.write_text(
+                f'[{self.host}]:{self.ssh_port} {self.image.host_key()}\n')
+            self.shell = GuestShell(
+                host=self.host, ssh_port=self.ssh_port, key=self.private_key,
+                known_hosts=self.known_hosts, parent=self.parent_dataset,
+                iscsi_port=self.iscsi_port, pool=self.pool, user=self.user,
+                login=self.login, mode=self.mode, run_dir=self.run_dir)
             self._launch_qemu(overlay, scratch)
             try:
                 self._wait_for_ssh(t0)
@@ -358,11 +347,6 @@ class LabGuest:
         t1 = time.monotonic()
         self.setup_storage_host()
         self.timings['setup'] = time.monotonic() - t1
-
-    def _write_known_hosts(self) -> None:
-        self.known_hosts = self.run_dir / 'known_hosts'
-        self.known_hosts.write_text(
-            f'[{self.host}]:{self.ssh_port} {self.image.host_key()}\n')
 
     def qemu_argv(self, overlay: Path, scratch: Path) -> list[str]:
         fwd = (f'hostfwd=tcp:{self.host}:{self.ssh_port}-:22,'
@@ -398,109 +382,87 @@ class LabGuest:
                                       start_new_session=True)
         self.pid = self._proc.pid
 
-    def _ssh_base(self, *, control: bool = True) -> list[str]:
-        argv = ['ssh', '-F', '/dev/null',
-                '-i', str(self.private_key), '-p', str(self.ssh_port),
-                '-o', 'IdentitiesOnly=yes',
-                '-o', f'UserKnownHostsFile={self.known_hosts}',
-                '-o', 'GlobalKnownHostsFile=/dev/null',
-                '-o', 'StrictHostKeyChecking=yes',
-                '-o', 'BatchMode=yes',
-                '-o', 'ConnectTimeout=15',
-                '-o', 'ServerAliveInterval=15', '-o', 'ServerAliveCountMax=4',
-                '-o', 'LogLevel=ERROR']
-        if control and self._control_path is not None:
-            argv += ['-o', f'ControlPath={self._control_path}',
-                     '-o', 'ControlMaster=no']
-        return argv
-
     def ssh_argv(self, *remote: str) -> list[str]:
         """ssh command line (no connection sharing) for a human or a child."""
-        return self._ssh_base(control=False) + [f'{self.user}@{self.host}',
-                                                *remote]
+        return self.shell.ssh_argv(*remote)
 
     def _wait_for_ssh(self, t0: float) -> None:
-        deadline = t0 + self.boot_timeout
-        probe = self._ssh_base(control=False) + [
-            '-o', 'ConnectTimeout=10', f'{self.user}@{self.host}', 'true']
-        last = ''
-        while True:
+        last = ['']
+
+        def qemu_alive():
             rc = self._proc.poll()
-            if rc is not None:
-                qlog = _tail_file(self.run_dir / 'qemu.log', 20)
-                if 'hostfwd' in qlog or 'host forwarding' in qlog:
-                    raise _PortTaken()
-                raise LabError(f'QEMU exited ({rc}) during boot.\n'
-                               f'qemu.log:\n{qlog}\n'
-                               f'console.log ({self.console_log}):\n'
-                               + _tail_file(self.console_log, 40))
+            if rc is None:
+                return
+            qlog = _tail_file(self.run_dir / 'qemu.log', 20)
+            if 'hostfwd' in qlog or 'host forwarding' in qlog:
+                raise _PortTaken()
+            raise LabError(f'QEMU exited ({rc}) during boot.\n'
+                           f'qemu.log:\n{qlog}\n'
+                           f'console.log ({self.console_log}):\n'
+                           + _tail_file(self.console_log, 40))
+
+        def ssh_answers():
             try:
-                r = subprocess.run(probe, stdin=subprocess.DEVNULL,
-                                   capture_output=True, timeout=30)
-                if r.returncode == 0:
-                    return
-                last = r.stderr.decode(errors='replace').strip()
-                if ('host key' in last.lower()
-                        and 'verification failed' in last.lower()):
-                    raise LabError(f'guest host key does not match '
-                                   f'{self.known_hosts}: {last}')
-            except subprocess.TimeoutExpired:
-                last = 'ssh probe timed out'
-            if time.monotonic() > deadline:
-                raise LabError(f'guest ssh not answering after '
-                               f'{self.boot_timeout:.0f}s '
-                               f'(last: {last}).\n'
-                               f'console.log ({self.console_log}):\n'
-                               + _tail_file(self.console_log, 40))
-            time.sleep(1)
+                r = self.shell.run('true', check=False, timeout=30,
+                                   control=False)
+            except LabError:
+                last[0] = 'ssh probe timed out'
+                return False
+            last[0] = r.stderr.strip()
+            if ('host key' in last[0].lower()
+                    and 'verification failed' in last[0].lower()):
+                raise LabError(f'guest host key does not match '
+                               f'{self.known_hosts}: {last[0]}')
+            return r.returncode == 0
+
+        try:
+            services.wait_until(
+                ssh_answers, t0 + self.boot_timeout - time.monotonic(),
+                interval=1, what='guest ssh', alive=qemu_alive)
+        except services.WaitTimeout:
+            raise LabError(f'guest ssh not answering after '
+                           f'{self.boot_timeout:.0f}s (last: {last[0]}).\n'
+                           f'console.log ({self.console_log}):\n'
+                           + _tail_file(self.console_log, 40)) from None
 
     def _start_master(self) -> None:
         """One shared ssh connection (ours, stopped in stop()).
 
-        Saves ~0.3 s per run().
+        Saves ~0.3 s per command, here and in the children (GuestShell
+        uses it while its socket exists).
         """
-        path = self.run_dir / 'ssh.ctl'
+        path = self.run_dir / CONTROL_SOCKET
         if len(str(path)) > 100:  # unix socket path limit
             return
-        argv = self._ssh_base(control=False) + [
-            '-M', '-N', '-o', f'ControlPath={path}',
-            f'{self.user}@{self.host}']
+        argv = self.shell.ssh_options(control=False) + [
+            '-M', '-N', '-o', f'ControlPath={path}', self.shell.destination]
         self._master = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(self.run_dir / 'ssh-master.log', 'ab'),
             start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self._master.poll() is None:
-            if path.exists():
-                self._control_path = path
-                return
-            time.sleep(0.1)
-        self.log('lab: ssh connection sharing not available; '
-                 'using one ssh per command')
-        self._stop_master()
+        try:
+            services.wait_until(path.is_socket, 20, interval=0.1,
+                                what='the shared ssh connection',
+                                alive=self._master_alive)
+        except services.ServiceError:
+            self.log('lab: ssh connection sharing not available; '
+                     'using one ssh per command')
+            self._stop_master()
+
+    def _master_alive(self) -> None:
+        if self._master.poll() is not None:
+            raise services.ServiceError('ssh master exited')
 
     def _stop_master(self) -> None:
         m, self._master = self._master, None
-        self._control_path = None
-        if m is not None and m.poll() is None:
-            m.terminate()
-            try:
-                m.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                m.kill()
-                m.wait()
+        if m is not None:
+            services.end(m, 5)
 
     def _stop_qemu(self, timeout: float = 15) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
-            if proc.poll() is None:
-                proc.terminate()  # QEMU exits at once on SIGTERM
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            services.end(proc, timeout)  # QEMU exits at once on SIGTERM
         if self._qemu_log is not None:
             self._qemu_log.close()
             self._qemu_log = None
@@ -547,11 +509,12 @@ class LabGuest:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-            for _ in range(150):
-                time.sleep(0.1)
-                if not Path(f'/proc/{pid}').exists():
-                    return
-            os.kill(pid, signal.SIGKILL)
+            try:
+                services.wait_until(
+                    lambda: not Path(f'/proc/{pid}').exists(), 15,
+                    interval=0.1, what=f'QEMU {pid} to exit')
+            except services.WaitTimeout:
+                os.kill(pid, signal.SIGKILL)
 
     @property
     def running(self) -> bool:
@@ -563,38 +526,11 @@ class LabGuest:
             input: bytes | str | None = None,
             check: bool = True, timeout: float | None = 300, text: bool = True
             ) -> subprocess.CompletedProcess:
-        """Run a command in the guest as root over ssh.
-
-        A list is an argv (quoted for the remote shell); a str is a bash
-        script. stdout/stderr are captured (str if text else bytes). With
-        check=True a non-zero exit raises GuestCommandError.
-        """
+        """Run a command in the guest as root: GuestShell.run of ``shell``."""
         if self._proc is None:
             raise LabError('guest is not running')
-        if isinstance(argv_or_script, str):
-            remote = 'bash -c ' + shlex.quote(argv_or_script)
-        else:
-            remote = shlex.join(str(a) for a in argv_or_script)
-        if isinstance(input, str):
-            input = input.encode()
-        argv = self._ssh_base() + [f'{self.user}@{self.host}', remote]
-        try:
-            r = subprocess.run(
-                argv, input=input,
-                stdin=None if input is not None else subprocess.DEVNULL,
-                capture_output=True, timeout=timeout)
-        except subprocess.TimeoutExpired as exc:
-            raise LabError(f'guest command timed out after {timeout}s: '
-                           f'{remote}') from exc
-        out, err = r.stdout, r.stderr
-        if text:
-            out = out.decode(errors='replace')
-            err = err.decode(errors='replace')
-        result = subprocess.CompletedProcess(argv_or_script, r.returncode,
-                                             out, err)
-        if check and r.returncode != 0:
-            raise GuestCommandError(r.returncode, argv_or_script, out, err)
-        return result
+        return self.shell.run(argv_or_script, input=input, check=check,
+                              timeout=timeout, text=text)
 
     def setup_storage_host(self) -> None:
         """Install the storage host component the operator's way.
@@ -669,7 +605,7 @@ targetcli ls / 1 >/dev/null
             raise ValueError(f'target helper must be one of {TARGET_HELPERS}, '
                              f'not {helper!r}')
         self.run(script, timeout=180)
-        self.target = helper
+        self.shell.target = helper
 
     def wait_for_path(self, path: str, timeout: float = 30) -> None:
         """Wait in the guest until ``path`` exists (e.g. a /dev/zvol node)."""
@@ -680,25 +616,8 @@ targetcli ls / 1 >/dev/null
 
     def env(self) -> dict[str, str]:
         """CINDER_ZOL_LAB_* variables describing this guest (for children)."""
-        return {
-            ENV_PREFIX + 'HOST': self.host,
-            ENV_PREFIX + 'SSH_PORT': str(self.ssh_port),
-            ENV_PREFIX + 'ISCSI_PORT': str(self.iscsi_port),
-            ENV_PREFIX + 'USER': self.user,
-            ENV_PREFIX + 'LOGIN': self.login,
-            ENV_PREFIX + 'MODE': self.mode,
-            ENV_PREFIX + 'KEY': str(self.private_key),
-            ENV_PREFIX + 'KNOWN_HOSTS': str(self.known_hosts),
-            ENV_PREFIX + 'POOL': self.pool,
-            ENV_PREFIX + 'PARENT': self.parent_dataset,
-            ENV_PREFIX + 'RUN_DIR': str(self.run_dir),
-            ENV_PREFIX + 'TARGET': self.target or '',
-        }
+        return self.shell.to_env()
 
 
 class _PortTaken(Exception):
     pass
-
-
-def main_log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)

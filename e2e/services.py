@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 
 from cinder_zol_lab import backend  # noqa: E402
 from cinder_zol_lab import services  # noqa: E402
+from cinder_zol_lab.shell import GuestShell  # noqa: E402
 
 BACKEND = 'zol_lab'          # backend section name (and volume_backend_name)
 HOST = 'e2e'                 # [DEFAULT] host: survives cinder-volume restarts
@@ -39,7 +40,7 @@ tail = services.tail
 def cinder_conf(state: Path, lab_env: dict, amqp_port: int,
                 api_port: int) -> str:
     """The cinder.conf e2e runs with (the README's operator config)."""
-    opts = backend.settings(lab_env)
+    opts = backend.settings(GuestShell.from_env(lab_env))
     assert opts['volume_backend_name'] == BACKEND, opts
     lines = [
         '[DEFAULT]',

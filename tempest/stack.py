@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from cinder_zol_lab import backend  # noqa: E402
 from cinder_zol_lab import services  # noqa: E402
+from cinder_zol_lab.shell import GuestShell  # noqa: E402
 
 BACKEND = 'zol_lab'          # backend section name (and volume_backend_name)
 HOST = 'tempest'             # [DEFAULT] host of the cinder services
@@ -329,7 +330,7 @@ class Stack:
             lines += [f'volume_driver = {FAKE_DRIVER}',
                       f'volume_backend_name = {BACKEND}']
         else:
-            opts = backend.settings(self.lab_env)
+            opts = backend.settings(GuestShell.from_env(self.lab_env))
             assert opts['volume_backend_name'] == BACKEND, opts
             lines.append('volume_driver = cinder_zol.ZFSonLinuxISCSIDriver')
             lines += [f'{k} = {v}' for k, v in opts.items()]

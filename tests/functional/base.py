@@ -5,9 +5,7 @@ which boots the QEMU ZoL guest and exports CINDER_ZOL_LAB_*. Without them
 every test here fails with the reason: the real-host tier is never skipped.
 """
 
-import os
-import shlex
-import subprocess
+import dataclasses
 
 from oslo_utils import units
 
@@ -16,27 +14,24 @@ from cinder.tests.unit import test
 from cinder.volume import configuration as conf
 
 from cinder_zol import driver as driver_mod
-from cinder_zol_lab import backend
 from cinder_zol import options
+from cinder_zol_lab import backend
+from cinder_zol_lab import shell
 from tests import scenarios
 
-ENV = backend.ENV_PREFIX
-GROUP = 'zol_lab'
+GROUP = backend.NAME
 
 
 def lab():
-    """The lab guest's coordinates, or a loud failure saying why not."""
-    missing = [k for k in ('HOST', 'SSH_PORT', 'KEY', 'KNOWN_HOSTS',
-                           'PARENT', 'ISCSI_PORT')
-               if not os.environ.get(ENV + k)]
-    if missing:
+    """The lab guest's GuestShell, or a loud failure saying why not."""
+    try:
+        return shell.GuestShell.from_env()
+    except shell.LabError as exc:
         raise RuntimeError(
-            'The functional tier needs the lab ZoL guest, but %s is not set. '
+            'The functional tier needs the lab ZoL guest, but %s. '
             'Run it with "tox -e functional" (or "python -m cinder_zol_lab '
             'run -- stestr --test-path tests/functional run"), which boots '
-            'the guest.' % ', '.join(ENV + k for k in missing))
-    return {k[len(ENV):].lower(): v for k, v in os.environ.items()
-            if k.startswith(ENV)}
+            'the guest.' % exc)
 
 
 class LabTestCase(test.TestCase):
@@ -44,7 +39,9 @@ class LabTestCase(test.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.lab = lab()
+        self.shell = lab()
+        # the guest's coordinates by field name: parent, pool, mode, ...
+        self.lab = dataclasses.asdict(self.shell)
         self.ctxt = context.get_admin_context()
         self.parent = self.lab['parent']
         self.driver = self.make_driver()
@@ -54,7 +51,7 @@ class LabTestCase(test.TestCase):
         configuration = conf.Configuration(options.ALL_OPTS,
                                            config_group=GROUP)
         drv = driver_mod.ZFSonLinuxISCSIDriver(configuration=configuration)
-        settings = backend.settings(os.environ)
+        settings = backend.settings(self.shell)
         settings.update(overrides)
         for key, value in settings.items():
             self.override_config(key, value, GROUP)
@@ -66,22 +63,15 @@ class LabTestCase(test.TestCase):
     # -- the guest, seen directly (not through the driver) ---------------
 
     def guest(self, script, check=True, input=None):
-        """Run a shell script on the guest with the system ssh client."""
-        argv = ['ssh', '-p', self.lab['ssh_port'], '-i', self.lab['key'],
-                '-o', 'UserKnownHostsFile=' + self.lab['known_hosts'],
-                '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
-                '%s@%s' % (self.lab.get('user', 'root'), self.lab['host']),
-                'bash -c ' + shlex.quote(script)]
-        r = subprocess.run(argv, capture_output=True, text=True, input=input,
-                           timeout=300)
+        """Run a shell script on the guest as root; return its stdout."""
+        r = self.shell.run(script, input=input, check=False)
         if check and r.returncode:
             self.fail('guest: %s -> %s: %s' % (script, r.returncode,
                                                r.stderr))
         return r.stdout
 
     def zfs_names(self):
-        return self.guest('zfs list -H -o name -t all -r %s'
-                          % shlex.quote(self.parent)).split()
+        return self.shell.zfs_names()
 
     def zfs_get(self, name, prop):
         return self.guest('zfs get -H -p -o value %s %s/%s' % (
@@ -99,15 +89,7 @@ class LabTestCase(test.TestCase):
 
         The next test then starts clean; the failure is still reported.
         """
-        self.guest(
-            'targetcli clearconfig confirm=True >/dev/null 2>&1; '
-            'for t in $(tgtadm --lld iscsi --mode target --op show 2>/dev/null'
-            ' | sed -n "s/^Target \\([0-9]*\\):.*/\\1/p"); do '
-            'tgtadm --lld iscsi --mode target --op delete --force --tid $t; '
-            'done; rm -f /etc/tgt/conf.d/cinder-zol-*; '
-            'for d in $(zfs list -H -o name -t volume -d 1 %s); do '
-            'zfs destroy -R "$d"; done' % shlex.quote(self.parent),
-            check=False)
+        self.shell.scrub()
 
     def assert_usable(self, name, size):
         """The zvol exists with the right size and its device reads."""
