@@ -5,14 +5,16 @@ Run inside a lab guest (``tox -e e2e`` does this for tgt and for LIO)::
 
     python -m cinder_zol_lab run --target tgtadm -- python e2e/run.py
 
-It starts RabbitMQ (a private node on 127.0.0.1), cinder-api
-(auth_strategy = noauth), cinder-scheduler and cinder-volume with one
-backend ``volume_driver = cinder_zol.ZFSonLinuxISCSIDriver`` pointed at the
-lab guest, then drives them with the ``cinder`` CLI (python-cinderclient)
-and checks each result twice: Cinder's state through its API, and the ZFS
-host with ``zfs list -t all``. Data is written and read over iSCSI with a
-userspace initiator (qemu-io). One summary line per scenario, then
-``N passed, M failed``; exit status 1 on any failure.
+It starts RabbitMQ (a private node on 127.0.0.1), glance-api,
+cinder-api (auth_strategy = noauth), cinder-scheduler and cinder-volume
+with one backend ``volume_driver = cinder_zol.ZFSonLinuxISCSIDriver``
+pointed at the lab guest (cinder_zol_lab/stack.py), checks glance with an
+image round trip, then drives Cinder with the ``cinder`` CLI
+(python-cinderclient) and checks each result twice: Cinder's state
+through its API, and the ZFS host with ``zfs list -t all``. Data is written
+and read over iSCSI with a userspace initiator (qemu-io). One summary
+line per scenario, then ``N passed, M failed``; exit status 1 on any
+failure.
 
 Why ``cinder`` and not ``openstack``: python-openstackclient's volume
 commands go through openstacksdk, which needs version discovery at the
@@ -31,7 +33,6 @@ import os
 from pathlib import Path
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -43,13 +44,14 @@ import requests
 T_START = time.monotonic()
 WALL_START = time.time()
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-
-import services  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cinder_zol_lab import initiator  # noqa: E402
+from cinder_zol_lab import services  # noqa: E402
+from cinder_zol_lab.shell import GuestShell  # noqa: E402
+from cinder_zol_lab.shell import LabError  # noqa: E402
+from cinder_zol_lab.stack import BACKEND  # noqa: E402
+from cinder_zol_lab.stack import CinderStack  # noqa: E402
 
 MiB = 2 ** 20
 GiB = 2 ** 30
@@ -94,104 +96,19 @@ def parse_table(text: str) -> dict[str, str]:
     return out
 
 
-class Guest:
-    """The lab storage host, over ssh, for the ZFS-side checks."""
-
-    def __init__(self, env: dict):
-        p = 'CINDER_ZOL_LAB_'
-        self.env = env
-        self.parent = env[p + 'PARENT']
-        self.target = env.get(p + 'TARGET') or 'tgtadm'
-        self.iscsi_port = int(env[p + 'ISCSI_PORT'])
-        self.argv = ['ssh', '-p', env[p + 'SSH_PORT'], '-i', env[p + 'KEY'],
-                     '-o', 'UserKnownHostsFile=' + env[p + 'KNOWN_HOSTS'],
-                     '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
-                     '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=20',
-                     '%s@%s' % (env.get(p + 'USER') or 'root',
-                                env[p + 'HOST'])]
-
-    def sh(self, script: str, check_rc: bool = True,
-           timeout: float = 120) -> str:
-        r = subprocess.run(self.argv + [script], capture_output=True,
-                           text=True, timeout=timeout)
-        if check_rc and r.returncode:
-            raise Failure(f'guest command failed ({r.returncode}): {script}\n'
-                          f'{r.stdout}{r.stderr}')
-        return r.stdout
-
-    def zfs(self) -> dict[str, dict]:
-        """Every dataset and snapshot under the parent, by name."""
-        out = self.sh('zfs list -H -p -t all -r -o name,type,volsize,origin,'
-                      f'defer_destroy {shlex.quote(self.parent)}')
-        rows = {}
-        for line in out.splitlines():
-            name, typ, volsize, origin, defer = line.split('\t')
-            rows[name] = {'type': typ,
-                          'volsize': (int(volsize) if volsize.isdigit()
-                                      else None),
-                          'origin': None if origin == '-' else origin,
-                          'defer_destroy': defer == 'on'}
-        return rows
-
-    def names(self) -> list[str]:
-        return sorted(self.zfs())
-
-    def zvol(self, vol_id: str) -> str:
-        return f'{self.parent}/volume-{vol_id}'
-
-    def dev(self, vol_id: str) -> str:
-        return '/dev/zvol/' + self.zvol(vol_id)
-
-    def fill(self, vol_id: str, char: str, length: int = MiB,
-             offset: int = 0) -> None:
-        """Write ``char`` over a range of the zvol, on the storage host."""
-        assert length % MiB == 0 and offset % MiB == 0
-        self.sh(f"head -c {length} /dev/zero | tr '\\000' '{char}' | "
-                f"dd of={shlex.quote(self.dev(vol_id))} bs=1M "
-                f"seek={offset // MiB} oflag=direct conv=fsync,notrunc "
-                "status=none")
-
-    def md5(self, vol_id: str, length: int = MiB, offset: int = 0) -> str:
-        out = self.sh(f'dd if={shlex.quote(self.dev(vol_id))} bs=1M '
-                      f'skip={offset // MiB} count={length // MiB} '
-                      'iflag=direct status=none | md5sum')
-        return out.split()[0]
-
-    def targets(self) -> list[str]:
-        """IQNs the active iSCSI target serves right now."""
-        if self.target == 'lioadm':
-            cmd = 'ls /sys/kernel/config/target/iscsi 2>/dev/null | grep ^iqn'
-        else:
-            cmd = ("tgtadm --lld iscsi --mode target --op show | "
-                   "sed -n 's/^Target [0-9]*: //p'")
-        return self.sh(cmd + ' || true').split()
-
-    def drop_target(self, iqn: str) -> None:
-        """Remove one live target behind Cinder's back (lost runtime state)."""
-        q = shlex.quote(iqn)
-        if self.target == 'lioadm':
-            self.sh(f'targetcli /iscsi delete {q}')
-        else:
-            self.sh("tid=$(tgtadm --lld iscsi --mode target --op show | "
-                    f"awk -v q={q} '$1==\"Target\" && $3==q "
-                    "{sub(\":\",\"\",$2); print $2}'); "
-                    'test -n "$tid" && tgtadm --lld iscsi --mode target '
-                    '--op delete --force --tid "$tid"')
-
-
 def md5_of(char: str | int, length: int = MiB) -> str:
     b = char.encode() if isinstance(char, str) else bytes([char])
     return hashlib.md5(b * length).hexdigest()
 
 
 class E2E:
-    def __init__(self, stack: services.Stack, guest: Guest):
+    def __init__(self, stack: CinderStack, guest: GuestShell):
         self.stack = stack
         self.guest = guest
         self.bindir = Path(sys.executable).parent
         self.http = requests.Session()
+        self.http.headers.update(stack.auth_headers())
         self.http.headers.update({
-            'X-Auth-Token': 'admin:admin',
             'OpenStack-API-Version': 'volume ' + API_VERSION,
             'Content-Type': 'application/json'})
         self.ids: dict[str, str] = {}      # our names -> Cinder ids
@@ -254,41 +171,42 @@ class E2E:
              timeout: float = WAIT) -> dict:
         rid = self.ids.get(name_or_id, name_or_id)
         want = {want} if isinstance(want, str) else want
-        deadline = time.monotonic() + timeout
-        status = None
-        while True:
+        seen = {}
+
+        def reached():
             obj = self.get(kind, rid)
             check(obj is not None, f'{kind} {name_or_id} vanished')
-            status = obj['status']
-            if status in want:
-                return obj
+            status = seen['status'] = obj['status']
             if status.startswith('error') and not any(
                     w.startswith('error') for w in want):
                 raise Failure(f'{kind} {name_or_id} went to {status}: '
                               f'{self.messages(rid)}\n'
                               f'{self._volume_log()}')
-            if time.monotonic() > deadline:
-                raise Failure(f'{kind} {name_or_id} still {status} after '
-                              f'{timeout:.0f}s (want {sorted(want)})')
-            time.sleep(0.4)
+            return obj if status in want else None
+        return services.wait_until(
+            reached, timeout, interval=0.4,
+            what=lambda: f'{kind} {name_or_id} to become {sorted(want)} '
+                         f'(still {seen.get("status")})')
 
     def wait_gone(self, kind: str, name_or_id: str,
                   timeout: float = WAIT) -> None:
         rid = self.ids.get(name_or_id, name_or_id)
-        deadline = time.monotonic() + timeout
-        while True:
+        seen = {}
+
+        def gone():
             obj = self.get(kind, rid)
             if obj is None:
-                return
+                return True
+            seen['status'] = obj['status']
             if obj['status'].startswith('error'):
                 raise Failure(f'{kind} {name_or_id} went to {obj["status"]} '
                               f'while deleting: {self.messages(rid)}\n'
                               f'{self._volume_log()}')
-            if time.monotonic() > deadline:
-                raise Failure(f'{kind} {name_or_id} still there '
-                              f'({obj["status"]})'
-                              f' after {timeout:.0f}s')
-            time.sleep(0.4)
+            return False
+        services.wait_until(
+            gone, timeout, interval=0.4,
+            what=lambda: f'{kind} {name_or_id} to go (still '
+                         f'{seen.get("status")})')
 
     def _volume_log(self) -> str:
         return self.stack.log_tail('cinder-volume', 30, debug=False)
@@ -314,7 +232,7 @@ class E2E:
     # -- ZFS-side expectations -----------------------------------------
 
     def zvol(self, name: str) -> str:
-        return self.guest.zvol(self.ids[name])
+        return f'{self.guest.parent}/volume-{self.ids[name]}'
 
     def zsnap(self, volume: str, snapshot: str) -> str:
         return f'{self.zvol(volume)}@snapshot-{self.ids[snapshot]}'
@@ -337,7 +255,7 @@ class E2E:
         return rows
 
     def expect_only_parent(self) -> None:
-        names = self.guest.names()
+        names = self.guest.zfs_names()
         check(names == [self.guest.parent],
               f'storage host not clean: {names}')
 
@@ -399,13 +317,13 @@ class E2E:
     def s1_create(self):
         self.cinder('type-create', TYPE)
         self.cinder('type-key', TYPE, 'set',
-                    f'volume_backend_name={services.BACKEND}')
+                    f'volume_backend_name={BACKEND}')
         self.create('e2e-v1', 1, '--volume-type', TYPE)
         vol = self.wait('volumes', 'e2e-v1', 'available')
         self.first_available = time.monotonic()
         check(vol['size'] == 1, f'size {vol["size"]}')
         host = vol.get('os-vol-host-attr:host')
-        check(host == f'{services.HOST}@{services.BACKEND}#{services.BACKEND}',
+        check(host == f'{self.stack.host}@{BACKEND}#{BACKEND}',
               f'host {host}')
         check(vol['volume_type'] == TYPE, f'type {vol["volume_type"]}')
         self.expect_zfs(present=[self.zvol('e2e-v1')],
@@ -414,15 +332,16 @@ class E2E:
     def s2_snapshots(self):
         g = self.guest
         v1 = self.ids['e2e-v1']
-        g.fill(v1, 'A')
+        z1 = self.zvol('e2e-v1')
+        g.fill(z1, 'A')
         self.snapshot('e2e-s1', 'e2e-v1')
         self.wait('snapshots', 'e2e-s1', 'available')
         self.expect_zfs(present=[self.zsnap('e2e-v1', 'e2e-s1')])
-        g.fill(v1, 'B')
+        g.fill(z1, 'B')
         # revert to snapshot
         self.cinder('revert-to-snapshot', self.ids['e2e-s1'])
         self.wait('volumes', 'e2e-v1', 'available')
-        check(g.md5(v1) == md5_of('A'), 'revert: e2e-v1 does not hold the '
+        check(g.md5(z1) == md5_of('A'), 'revert: e2e-v1 does not hold the '
               'snapshot data again')
         # volume from snapshot, larger
         self.create('e2e-v2', 2, '--snapshot-id', self.ids['e2e-s1'])
@@ -432,15 +351,15 @@ class E2E:
         self.expect_zfs(volsize={self.zvol('e2e-v2'): 2 * GiB},
                         origin={self.zvol('e2e-v2'):
                                 self.zsnap('e2e-v1', 'e2e-s1')})
-        check(g.md5(self.ids['e2e-v2']) == md5_of('A'),
+        check(g.md5(self.zvol('e2e-v2')) == md5_of('A'),
               'e2e-v2 lacks the snapshot data')
         # clone of a volume
-        g.fill(v1, 'C')
+        g.fill(z1, 'C')
         self.create('e2e-c1', 1, '--source-volid', v1)
         vol = self.wait('volumes', 'e2e-c1', 'available')
         check(vol['source_volid'] == v1, f'source_volid {vol["source_volid"]}')
         self.expect_zfs(origin={self.zvol('e2e-c1'): self.zvol('e2e-v1')})
-        check(g.md5(self.ids['e2e-c1']) == md5_of('C'),
+        check(g.md5(self.zvol('e2e-c1')) == md5_of('C'),
               'e2e-c1 lacks the source data')
         # extend
         self.cinder('extend', v1, '2')
@@ -448,11 +367,10 @@ class E2E:
         check(self.get('volumes', v1)['size'] == 2,
               'e2e-v1 not 2 GiB in Cinder')
         self.expect_zfs(volsize={self.zvol('e2e-v1'): 2 * GiB})
-        check(g.md5(v1) == md5_of('C'), 'extend changed e2e-v1 data')
+        check(g.md5(z1) == md5_of('C'), 'extend changed e2e-v1 data')
 
     def s3_attach(self):
         g = self.guest
-        v1 = self.ids['e2e-v1']
         att, info = self.attach('e2e-v1')
         iqn = info['data']['target_iqn']
         check(iqn in g.targets(),
@@ -463,7 +381,8 @@ class E2E:
         s.verify_pattern(ord('C'), MiB)           # written on the host
         s.write_pattern(0x5a, 8 * MiB, 4 * MiB)   # written over iSCSI
         s.verify_pattern(0x5a, 8 * MiB, 4 * MiB)
-        check(g.md5(v1, 8 * MiB, 4 * MiB) == md5_of(0x5a, 8 * MiB),
+        check(g.md5(self.zvol('e2e-v1'), 8 * MiB, 4 * MiB)
+              == md5_of(0x5a, 8 * MiB),
               'data written over iSCSI is not on the zvol')
         # the intruder even has the CHAP secret: only the ACL can stop it
         self.expect_refused(info, OTHER_INITIATOR,
@@ -586,7 +505,7 @@ class E2E:
 
     def s6_bad_input(self):
         g = self.guest
-        before = self.guest.names()
+        before = g.zfs_names()
         # size 0: the API refuses
         r = self.cinder('create', '--volume-type', TYPE, '--name', 'e2e-zero',
                         '0', fail=True)
@@ -607,7 +526,7 @@ class E2E:
         # a ZFS property zfs does not know: the driver's zfs create fails
         self.cinder('type-create', BAD_TYPE)
         self.cinder('type-key', BAD_TYPE, 'set',
-                    f'volume_backend_name={services.BACKEND}',
+                    f'volume_backend_name={BACKEND}',
                     'zfs:nosuchprop=on')
         bad = self.create('e2e-badprop', 1, '--volume-type', BAD_TYPE)
         self.wait('volumes', 'e2e-badprop', 'error')
@@ -615,7 +534,8 @@ class E2E:
         say(f'      e2e-badprop: error; user message: {msgs}')
         check(any('Driver failed to create' in m for m in msgs),
               'no "Driver failed to create the volume" message')
-        check(g.names() == before, f'storage host changed: {g.names()} '
+        check(g.zfs_names() == before, f'storage host changed: '
+              f'{g.zfs_names()} '
               f'(before: {before})')
         self.cinder('message-list', '--resource_uuid', bad)
         # error volumes delete cleanly
@@ -628,14 +548,9 @@ class E2E:
         self.expect_only_parent()
 
     def _wait_messages(self, rid: str, timeout: float = 30) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            msgs = self.messages(rid)
-            if msgs:
-                return msgs
-            if time.monotonic() > deadline:
-                raise Failure(f'no user message for {rid}')
-            time.sleep(0.5)
+        return services.wait_until(lambda: self.messages(rid), timeout,
+                                   interval=0.5,
+                                   what=f'a user message for {rid}')
 
 
 SCENARIOS = [
@@ -666,14 +581,6 @@ def parent_start_time() -> float | None:
         return None
 
 
-class _Terminated(BaseException):
-    pass
-
-
-def _on_signal(signum, frame):
-    raise _Terminated(signum)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--keep', action='store_true',
@@ -681,21 +588,22 @@ def main(argv=None) -> int:
     ap.add_argument('--state-dir', help='use this (empty) state dir')
     ap.add_argument('--only', type=int, action='append',
                     help='run only these scenario numbers')
+    ap.add_argument('--no-glance', action='store_true',
+                    help='run the stack without glance-api')
     args = ap.parse_args(argv)
-    env = dict(os.environ)
-    if 'CINDER_ZOL_LAB_SSH_PORT' not in env:
-        say('e2e: no CINDER_ZOL_LAB_* environment: run me under '
-            '"python -m cinder_zol_lab run --target tgtadm -- '
-            'python e2e/run.py"')
+    try:
+        guest = GuestShell.from_env()
+    except LabError as exc:
+        say(f'e2e: {exc}: run me under "python -m cinder_zol_lab run '
+            '--target tgtadm -- python e2e/run.py"')
         return 2
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
+    services.unwind_on_termination()
 
     state = Path(args.state_dir) if args.state_dir else Path(
         tempfile.mkdtemp(prefix='cinder-zol-e2e-'))
     state.mkdir(parents=True, exist_ok=True)
-    guest = Guest(env)
-    stack = services.Stack(state, env)
+    stack = CinderStack(state, guest, host='e2e', glance=not args.no_glance,
+                        log=say)
     lab_start = parent_start_time()
     results: list[tuple[int, str, bool, float]] = []
     failed_any = False
@@ -703,18 +611,23 @@ def main(argv=None) -> int:
     try:
         try:
             stack.start()
+            t = stack.timings
+            say(f'e2e: services up in {t["stack up"]:.1f}s '
+                f'(RabbitMQ {t["rabbitmq up"]:.1f}s, '
+                f'db sync {t["db sync"]:.1f}s, '
+                f'cinder-api {t["cinder-api answering"]:.1f}s, '
+                f'cinder-volume {t["cinder-volume ready"]:.1f}s'
+                + (f', glance {t["glance answering"]:.1f}s'
+                   if stack.glance else '') + f'); API {stack.endpoint}')
+            if stack.glance:
+                dt = stack.smoke_glance()
+                say(f'e2e: glance {stack.glance.url}: 1 MiB raw image '
+                    f'created, uploaded, downloaded, deleted in {dt:.2f}s')
         except Exception as exc:
             say(f'e2e: services did not start: {exc}')
             results.append((0, 'services up', False,
                             time.monotonic() - T_START))
             raise
-        t = stack.timings
-        say(f'e2e: services up in {t["stack up"]:.1f}s '
-            f'(RabbitMQ {t["rabbitmq up"]:.1f}s, '
-            f'db sync {t["db sync"]:.1f}s, '
-            f'cinder-api {t["cinder-api answering"]:.1f}s, '
-            f'cinder-volume {t["cinder-volume ready"]:.1f}s); '
-            f'API {stack.endpoint}')
         e2e = E2E(stack, guest)
         passed: set[int] = set()
         for num, name, meth, needs in SCENARIOS:
@@ -736,7 +649,7 @@ def main(argv=None) -> int:
                     raise Failure('; '.join(e2e.problems))
             except (Failure, initiator.LoginRefused, requests.RequestException,
                     subprocess.SubprocessError, services.ServiceError,
-                    AssertionError, KeyError) as exc:
+                    LabError, AssertionError, KeyError) as exc:
                 dt = time.monotonic() - t0
                 say(f'    FAILED: {type(exc).__name__}: {exc}')
                 if not isinstance(exc, (Failure, services.ServiceError)):
@@ -759,7 +672,7 @@ def main(argv=None) -> int:
                              ' from "lab run" start, guest boot included')
                 say(f'e2e: cold start to first available volume: {cold:.1f}s '
                     f'(services cold){extra}')
-    except (KeyboardInterrupt, _Terminated) as exc:
+    except (KeyboardInterrupt, services.Terminated) as exc:
         say(f'e2e: interrupted ({type(exc).__name__}); stopping services')
         failed_any = True
     except Exception as exc:
@@ -782,7 +695,7 @@ def main(argv=None) -> int:
     say(f'e2e: {guest.target}: total {total:.1f}s' + (
         f' ({time.time() - lab_start:.1f}s since "lab run" start)'
         if lab_start else ''))
-    say(f'{n_pass} passed, {n_fail} failed')
+    say(services.Summary(n_pass, n_fail).line())
     return 1 if n_fail else 0
 
 

@@ -7,12 +7,14 @@
     python tempest/run.py --fake-backend     # same stack and tempest.conf,
                                              # Cinder's fake driver, no guest
 
-Outside a lab guest this script makes (or reuses) the pinned keystone and
-tempest venvs under ~/.cache/cinder-zol/tempest, then runs itself inside
-``python -m cinder_zol_lab run --target tgtadm -- ...``. Inside, it starts
-MariaDB, RabbitMQ, keystone and cinder-api/scheduler/volume on 127.0.0.1
-with exactly one backend (cinder_zol.ZFSonLinuxISCSIDriver on the guest),
-writes tempest.conf from what the driver implements (tempest/features.py)
+Outside a lab guest this script makes (or reuses) the pinned keystone,
+glance and tempest venvs under ~/.cache/cinder-zol/venvs, then runs itself
+inside ``python -m cinder_zol_lab run --target tgtadm -- ...``. Inside, it
+starts MariaDB, RabbitMQ, keystone, glance-api and cinder-api/scheduler/
+volume on 127.0.0.1 (cinder_zol_lab/stack.py's KeystoneStack) with exactly
+one backend (cinder_zol.ZFSonLinuxISCSIDriver on the guest), checks glance
+with an image round trip (glance stays off in tempest.conf), writes
+tempest.conf from what the driver implements (tempest/features.py)
 and what the backend reports to the scheduler, runs tempest.api.volume and
 cinder_tempest_plugin.api.volume minus tempest/exclude.txt, checks that the
 ZFS host holds nothing but the parent dataset, stops every process it
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -38,9 +39,16 @@ import time
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from cinder_zol_lab import services  # noqa: E402
+from cinder_zol_lab.shell import GuestShell  # noqa: E402
+from cinder_zol_lab.shell import LabError  # noqa: E402
+from cinder_zol_lab import stack as stack_mod  # noqa: E402
+from cinder_zol_lab import venvs  # noqa: E402
+
 INCLUDE = r'^(tempest\.api\.volume|cinder_tempest_plugin\.api\.volume)\.'
 EXCLUDE_FILE = HERE / 'exclude.txt'
-SUMMARY = re.compile(r'^(\d+) passed, (\d+) failed(, (\d+) skipped)?$')
 
 # What a skipped test would need, by a piece of tempest's skip reason.
 NEEDS = [
@@ -81,91 +89,40 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def cache_dir() -> Path:
-    base = os.environ.get('CINDER_ZOL_LAB_CACHE') or os.path.expanduser(
-        '~/.cache/cinder-zol')
-    return Path(base) / 'tempest'
-
-
-# -- venvs ---------------------------------------------------------------
+# -- outer: venvs, then ourselves inside a lab guest ----------------------
 
 def ensure_venv(name: str) -> Path:
-    """A cached venv with tempest/requirements-NAME.txt.
+    """tempest/requirements-NAME.txt with -c tempest/constraints-NAME.txt."""
+    return venvs.ensure(name, HERE / f'requirements-{name}.txt',
+                        HERE / f'constraints-{name}.txt',
+                        log=lambda m: log(f'tempest: {m}'))
 
-    Installed with -c tempest/constraints-NAME.txt; the cache key is the
-    hash of both files and of the Python version.
-    """
-    req = HERE / f'requirements-{name}.txt'
-    con = HERE / f'constraints-{name}.txt'
-    digest = hashlib.sha256(
-        req.read_bytes() + con.read_bytes() +
-        sys.version.encode()).hexdigest()[:12]
-    venv = cache_dir() / f'venv-{name}-{digest}'
-    if (venv / '.complete').exists():
-        return venv
-    if venv.exists():
-        shutil.rmtree(venv)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.monotonic()
-    log(f'tempest: creating the {name} venv {venv}')
-    base = getattr(sys, '_base_executable', None) or sys.executable
-    subprocess.run([base, '-m', 'venv', str(venv)], check=True)
-    plog = venv / 'pip.log'
-    with open(plog, 'wb') as out:
-        r = subprocess.run([str(venv / 'bin' / 'pip'), 'install', '-q',
-                            '-r', str(req), '-c', str(con)],
-                           stdout=out, stderr=subprocess.STDOUT)
-    if r.returncode:
-        sys.exit(f'tempest: pip install for the {name} venv failed:\n'
-                 + '\n'.join(plog.read_text().splitlines()[-30:]))
-    (venv / '.complete').write_text('')
-    log(f'tempest: {name} venv ready ({time.monotonic() - t0:.0f}s)')
-    return venv
-
-
-# -- outer: venvs, then ourselves inside a lab guest ----------------------
 
 def outer(args, argv: list[str]) -> int:
     t0 = time.monotonic()
-    ks = ensure_venv('keystone')
-    te = ensure_venv('tempest')
+    try:
+        ks = ensure_venv('keystone')
+        te = ensure_venv('tempest')
+        if not args.no_glance:
+            venvs.glance(log=lambda m: log(f'tempest: {m}'))
+    except services.ServiceError as exc:
+        log(f'tempest: {exc}')
+        log(services.Summary(0, 1).line())
+        return 1
     inner_argv = [sys.executable, str(Path(__file__).resolve()), '--inner',
                   '--keystone-venv', str(ks), '--tempest-venv', str(te),
                   *argv]
-    if args.fake_backend:
-        cmd = inner_argv
-    else:
-        cmd = [sys.executable, '-m', 'cinder_zol_lab', 'run', '--target',
-               args.target, '--', *inner_argv]
-    log(f'tempest: $ {shlex.join(cmd)}')
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join(
-        p for p in (str(REPO), env.get('PYTHONPATH')) if p)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, bufsize=1)
-    summary = None
-    try:
-        for line in proc.stdout:
-            if SUMMARY.match(line.strip()):
-                summary = line.strip()
-                line = f'tempest: inner summary: {line}'
-            sys.stdout.write(line)
-            sys.stdout.flush()
-        rc = proc.wait()
-    except KeyboardInterrupt:
-        proc.wait()   # the lab CLI got the Ctrl-C too and tears down
-        raise
+    target = None if args.fake_backend else args.target
+    log(f'tempest: $ {"lab run --target " + target + " -- " if target else ""}'
+        f'{shlex.join(inner_argv)}')
+    summary = services.run_under_lab(target, inner_argv,
+                                     'tempest: inner summary')
     log(f'tempest: total {time.monotonic() - t0:.0f}s (venvs, guest boot '
         'and teardown included)')
-    if summary is None:
+    if summary.skipped is None:
         log('tempest: the run ended without results (see above)')
-        summary = '0 passed, 1 failed'
-        rc = rc or 1
-    m = SUMMARY.match(summary)
-    if int(m.group(2)) and not rc:
-        rc = 1
-    log(summary)
-    return 1 if rc else 0
+    log(summary.line())
+    return 0 if summary.ok else 1
 
 
 # -- inner: stack, tempest, checks ----------------------------------------
@@ -182,7 +139,6 @@ def read_excludes() -> list[tuple[str, str]]:
 
 def tempest_conf(stack, pools: list, feats: dict, state: Path,
                  build_timeout: int) -> configparser.ConfigParser:
-    import stack as stack_mod
     caps = pools[0].get('capabilities', {})
     c = configparser.ConfigParser(interpolation=None)
     c.optionxform = str
@@ -227,61 +183,61 @@ def tempest_conf(stack, pools: list, feats: dict, state: Path,
     return c
 
 
-def ssh_guest(env: dict, command: str) -> subprocess.CompletedProcess:
-    argv = ['ssh', '-i', env['CINDER_ZOL_LAB_KEY'],
-            '-p', env['CINDER_ZOL_LAB_SSH_PORT'],
-            '-o', f'UserKnownHostsFile={env["CINDER_ZOL_LAB_KNOWN_HOSTS"]}',
-            '-o', 'StrictHostKeyChecking=yes', '-o', 'BatchMode=yes',
-            '-o', 'ConnectTimeout=30',
-            f'{env.get("CINDER_ZOL_LAB_USER") or "root"}@'
-            f'{env["CINDER_ZOL_LAB_HOST"]}', command]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+def cinder_leftovers(stack, timeout: float = 300) -> list[str]:
+    """Volumes/snapshots left in Cinder (all projects) after tempest.
 
-
-def wait_cinder_empty(stack, timeout: float = 300) -> list[str]:
-    """Volumes/snapshots left in Cinder (all projects) after tempest."""
+    Waits until nothing is deleting or creating any more.
+    """
     import requests
-    import stack as stack_mod
-    deadline = time.monotonic() + timeout
-    while True:
-        token, _ = stack._token('admin', stack_mod.ADMIN_PASSWORD, 'admin')
-        h = {'X-Auth-Token': token}
+
+    def listing():
         left = []
         for kind in ('volumes', 'snapshots'):
-            r = requests.get(f'{stack.cinder_url}/{stack.admin_project_id}/'
-                             f'{kind}/detail?all_tenants=1', headers=h,
-                             timeout=60)
+            r = requests.get(f'{stack.endpoint}/{stack.admin_project_id}/'
+                             f'{kind}/detail?all_tenants=1',
+                             headers=stack.auth_headers(), timeout=60)
             r.raise_for_status()
             left += [f'{kind[:-1]} {o["id"]} {o["status"]}'
                      for o in r.json()[kind]]
+        return left
+
+    def settled():
+        left = listing()
         busy = [x for x in left if x.endswith(('deleting', 'creating'))]
-        if not busy or time.monotonic() > deadline:
-            return left
-        time.sleep(3)
+        return None if busy else [left]
+    try:
+        return services.wait_until(settled, timeout, interval=3,
+                                   what='deletes to finish')[0]
+    except services.WaitTimeout:
+        return listing()
 
 
 def inner(args) -> int:
-    sys.path.insert(0, str(HERE))
-    import stack as stack_mod
-
     t_start = time.monotonic()
-    lab_env = {k: v for k, v in os.environ.items()
-               if k.startswith('CINDER_ZOL_LAB_')}
-    if not args.fake_backend and 'CINDER_ZOL_LAB_HOST' not in lab_env:
-        sys.exit('tempest: --inner needs a lab guest (CINDER_ZOL_LAB_*)')
+    guest = None
+    if not args.fake_backend:
+        try:
+            guest = GuestShell.from_env()
+        except LabError as exc:
+            sys.exit(f'tempest: --inner needs a lab guest: {exc}')
     state = Path(tempfile.mkdtemp(prefix='cinder-zol-tempest-'))
     te = Path(args.tempest_venv)
-    stack = stack_mod.Stack(state, lab_env, Path(args.keystone_venv),
-                            fake_backend=args.fake_backend)
+    stack = stack_mod.KeystoneStack(state, guest, Path(args.keystone_venv),
+                                    glance=not args.no_glance, log=log)
     log(f'tempest: state and logs in {state}')
     failed_checks: list[str] = []
     results: dict = {}
     excluded: list[str] = []
     ok = False
     try:
-        stack.start(log=log)
+        stack.start()
         pools = stack.wait_scheduler_pool()
         log(f'tempest: stack up {stack.dump_timings()}')
+        if stack.glance:
+            dt = stack.smoke_glance()
+            log(f'tempest: glance {stack.glance.url} (in the catalog): 1 MiB '
+                f'raw image created, uploaded, downloaded, deleted in '
+                f'{dt:.2f}s')
         caps = pools[0].get('capabilities', {})
         log(f'tempest: pool {pools[0]["name"]}: ' + ', '.join(
             f'{k}={caps.get(k)}' for k in (
@@ -366,26 +322,20 @@ def inner(args) -> int:
         (state / 'results.json').write_text(json.dumps(results, indent=1))
 
         # after tempest's own cleanups: nothing left in Cinder or on ZFS
-        left = wait_cinder_empty(stack)
+        left = cinder_leftovers(stack)
         if left:
             failed_checks.append('left in Cinder after the run: '
                                  + '; '.join(left[:20]))
-        if not args.fake_backend:
-            parent = lab_env['CINDER_ZOL_LAB_PARENT']
-            r = ssh_guest(lab_env,
-                          f'zfs list -H -o name -t all -r {parent}')
-            names = r.stdout.split()
-            log(f'tempest: zfs list -H -o name -t all -r {parent}: '
-                f'{" ".join(names) or r.stderr.strip()}')
-            if r.returncode or names != [parent]:
-                failed_checks.append(f'ZFS host not clean: {names} '
-                                     f'{r.stderr.strip()}')
-            if lab_env.get('CINDER_ZOL_LAB_TARGET', 'tgtadm') == 'tgtadm':
-                r = ssh_guest(lab_env, 'tgtadm --lld iscsi --mode target '
-                                       '--op show')
-                if r.stdout.strip():
-                    failed_checks.append('tgt targets left: '
-                                         + r.stdout.strip()[:500])
+        if guest is not None:
+            names = guest.zfs_names()
+            log(f'tempest: zfs list -H -o name -t all -r {guest.parent}: '
+                f'{" ".join(names)}')
+            if names != [guest.parent]:
+                failed_checks.append(f'ZFS host not clean: {names}')
+            served = guest.targets()
+            if served:
+                failed_checks.append(f'{guest.target or "tgtadm"} targets '
+                                     f'left: {" ".join(served)[:500]}')
         ok = True
     except Exception as exc:
         log(f'tempest: ERROR: {type(exc).__name__}: {exc}')
@@ -411,7 +361,7 @@ def inner(args) -> int:
     else:
         shutil.rmtree(state, ignore_errors=True)
     log(f'tempest: inner run time {time.monotonic() - t_start:.0f}s')
-    log(f'{len(passed)} passed, {n_failed} failed, {len(skipped)} skipped')
+    log(services.Summary(len(passed), n_failed, len(skipped)).line())
     return 1 if n_failed or not ok else 0
 
 
@@ -468,6 +418,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument('--fake-backend', action='store_true',
                     help="Cinder's fake driver instead of the guest "
                          '(baseline)')
+    ap.add_argument('--no-glance', action='store_true',
+                    help='run the stack without glance-api')
     ap.add_argument('--inner', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--keystone-venv', help=argparse.SUPPRESS)
     ap.add_argument('--tempest-venv', help=argparse.SUPPRESS)

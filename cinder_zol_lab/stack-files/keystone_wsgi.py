@@ -1,4 +1,4 @@
-"""keystone's WSGI app for gunicorn (tempest/stack.py).
+"""keystone's WSGI app for gunicorn (cinder_zol_lab/stack.py).
 
 keystone 30 has no keystone-wsgi-public script, and its option parser reads
 sys.argv: under gunicorn that is gunicorn's command line, which keystone
