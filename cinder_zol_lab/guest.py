@@ -38,7 +38,6 @@ from typing import Callable
 
 from . import services
 from .shell import CONTROL_SOCKET
-from .shell import GuestCommandError  # noqa: F401  (part of this API)
 from .shell import GuestShell
 from .shell import LabError
 
