@@ -148,62 +148,122 @@ class LocalRunner(Runner):
     """For cinder-volume running on the storage host itself (san_is_local)."""
 
     def _execute(self, argv, cmd, input, timeout):
-        started = []
-        try:
-            out, err = processutils.execute(
-                *argv, process_input=input, timeout=timeout, binary=True,
-                on_execute=started.append)
-            return 0, out, err
-        except processutils.ProcessExecutionError as e:
-            return e.exit_code, e.stdout.encode(), e.stderr.encode()
-        except OSError as e:
-            return 127, b'', str(e).encode()
-        except Exception as e:
-            # subprocess.TimeoutExpired, from whichever subprocess module
-            # (stdlib or eventlet's green one) processutils used.
-            if type(e).__name__ != 'TimeoutExpired':
-                raise
-            for proc in started:
-                proc.kill()
-                proc.wait()
-            raise exception.CommandTimeout(cmd=strutils.mask_password(cmd),
-                                           host=self.host, timeout=timeout)
+        return self._call(argv, [input] if input else [], timeout,
+                          whole=True)
 
     def send_stream(self, argv, chunks, timeout=None):
-        proc = subprocess.Popen(list(argv), stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE)
+        code, out, err = self._call(argv, chunks, timeout or self.timeout,
+                                    whole=False)
+        return Result(out.decode('utf-8', 'replace'),
+                      err.decode('utf-8', 'replace'), code)
+
+    def _call(self, argv, chunks, timeout, whole):
+        """Run argv with chunks as stdin: (exit status, stdout, stderr).
+
+        ``whole``: timeout bounds the whole command, else each wait.
+        stdin is a socket rather than a pipe: under eventlet, writing to a
+        pipe whose command ended retries EPIPE forever (processutils too),
+        where a socket fails; and a command that stops reading times out.
+        """
+        deadline = time.monotonic() + timeout
+
+        def left():
+            return max(0.01, deadline - time.monotonic()) if whole \
+                else timeout
+
+        ours, theirs = socket.socketpair()
         try:
-            for chunk in chunks:
-                proc.stdin.write(chunk)
-            proc.stdin.close()
-            out, err = proc.communicate(timeout=timeout or self.timeout)
-        except BaseException:
+            # eventlet made both ends non-blocking; the command's must block
+            os.set_blocking(theirs.fileno(), True)
+            proc = subprocess.Popen(list(argv), stdin=theirs,
+                                    stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE)
+        except OSError as e:
+            ours.close()
+            return 127, b'', str(e).encode()
+        finally:
+            theirs.close()
+        # Output is read while the input is written: a command that writes
+        # more than a pipe's buffer before reading all of its input would
+        # otherwise block, and so would this writer.
+        out, err = [], []
+        readers = [_drain_in_background(proc.stdout, out),
+                   _drain_in_background(proc.stderr, err)]
+        try:
+            try:
+                for chunk in chunks:
+                    ours.settimeout(left())
+                    ours.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass   # the command ended early: its exit status says why
+            finally:
+                ours.close()
+            proc.wait(timeout=left())
+            for reader in readers:
+                reader.join(left())
+        except BaseException as e:
             proc.kill()
             proc.wait()
+            if _is_timeout(e) or isinstance(e, socket.timeout):
+                raise exception.CommandTimeout(
+                    cmd=strutils.mask_password(command_line(argv)),
+                    host=self.host, timeout=timeout)
             raise
-        return Result(out.decode('utf-8', 'replace'),
-                      err.decode('utf-8', 'replace'), proc.returncode)
+        return proc.returncode, b''.join(out), b''.join(err)
 
     @contextlib.contextmanager
     def receive_stream(self, argv, timeout=None):
+        timeout = timeout or self.timeout
         proc = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
+        err = []
+        # stderr read aside: a command blocked on a full stderr pipe would
+        # never finish its stdout.
+        err_reader = _drain_in_background(proc.stderr, err)
         try:
             yield proc.stdout
-            rest = proc.stdout.read()
-            err = proc.stderr.read().decode('utf-8', 'replace')
-            proc.wait(timeout=timeout or self.timeout)
-        except BaseException:
+            # One byte tells whether data was left unread; the rest (maybe
+            # gigabytes) is not read into memory: the command is stopped.
+            rest = proc.stdout.read(1)
+            if rest:
+                proc.kill()
+            proc.wait(timeout=timeout)
+            err_reader.join(timeout)
+        except BaseException as e:
             proc.kill()
             proc.wait()
+            if _is_timeout(e):
+                raise exception.CommandTimeout(
+                    cmd=strutils.mask_password(command_line(argv)),
+                    host=self.host, timeout=timeout)
             raise
+        finally:
+            proc.stdout.close()
         if proc.returncode or rest:
             raise processutils.ProcessExecutionError(
-                stderr=strutils.mask_password(err), exit_code=proc.returncode,
-                cmd=command_line(argv),
+                stderr=strutils.mask_password(
+                    b''.join(err).decode('utf-8', 'replace')),
+                exit_code=proc.returncode,
+                cmd=strutils.mask_password(command_line(argv)),
                 description='unread data' if rest else None)
+
+
+def _is_timeout(error):
+    """Is error subprocess.TimeoutExpired (stdlib or eventlet's green)?"""
+    return type(error).__name__ == 'TimeoutExpired'
+
+
+def _drain_in_background(stream, sink):
+    """Read ``stream`` to its end into the list ``sink``, in a thread."""
+    def drain():
+        try:
+            sink.append(stream.read())
+        finally:
+            stream.close()
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    return thread
 
 
 class _RejectPolicy(paramiko.MissingHostKeyPolicy):
@@ -389,8 +449,10 @@ class SshRunner(Runner):
         return channel
 
     def _with_fresh_retry(self, use):
-        """Run ``use(conn)``; once more on a new connection if the pooled
-        one was stale before anything was sent."""
+        """Run ``use(conn)``, again on a new connection if stale.
+
+        Only a connection found stale before anything was sent is replaced.
+        """
         for attempt in (1, 2):
             try:
                 with self._connection() as conn:
@@ -402,42 +464,110 @@ class SshRunner(Runner):
                 LOG.debug('Stale SSH connection to %s, reconnecting: %s',
                           self.host, e.args[0])
 
-    def _execute(self, argv, cmd, input, timeout):
-        def use(conn):
-            channel = self._open_channel(conn, cmd)
-            return self._run_on_channel(channel, cmd, input, timeout)
-        return self._with_fresh_retry(use)
+    @contextlib.contextmanager
+    def _command_channel(self, cmd):
+        """A pooled connection and a channel running cmd on it, for one use.
 
-    def _run_on_channel(self, channel, cmd, input, timeout):
+        Like ``_with_fresh_retry``: a pooled connection found stale before
+        the command started is replaced once.
+        """
+        started = False
+        for attempt in (1, 2):
+            try:
+                with self._connection() as conn:   # discards a stale one
+                    channel = self._open_channel(conn, cmd)
+                    started = True
+                    try:
+                        yield channel
+                    finally:
+                        channel.close()
+                    return
+            except _StaleConnection as e:
+                if started:
+                    raise
+                if attempt == 2:
+                    raise exception.StorageHostUnreachable(
+                        host=self.host, port=self.port, reason=e.args[0])
+                LOG.debug('Stale SSH connection to %s, reconnecting: %s',
+                          self.host, e.args[0])
+
+    def _execute(self, argv, cmd, input, timeout):
+        with self._command_channel(cmd) as channel:
+            return self._run_on_channel(channel, cmd, input, timeout)
+
+    @staticmethod
+    def _drain(channel, out, err):
+        """Take whatever output is waiting, without blocking."""
+        while channel.recv_ready():
+            out.append(channel.recv(65536))
+        while channel.recv_stderr_ready():
+            err.append(channel.recv_stderr(65536))
+
+    def _feed(self, channel, data, out, err, cmd, timeout):
+        """Send data to the command's stdin, keeping its output drained.
+
+        False if the command ended before taking it all (its exit status
+        then says why); CommandTimeout if it takes nothing for ``timeout``.
+        """
+        try:
+            channel.sendall(data)
+        except socket.timeout:
+            raise self._timeout(cmd, timeout)
+        except _CONNECTION_ERRORS as e:
+            if channel.closed and _transport_active(channel):
+                return False    # the command closed its channel: it ended
+            raise self._lost(cmd, e)
+        self._drain(channel, out, err)
+        return True
+
+    def _run_on_channel(self, channel, cmd, input, timeout, out=None,
+                        err=None):
+        """Send input, then collect output and exit status.
+
+        Output is read to the channel's EOF, not to the exit status: sshd
+        may send the exit status before the last of the output.
+        """
         deadline = time.monotonic() + timeout
+        out = [] if out is None else out
+        err = [] if err is None else err
         channel.settimeout(timeout)
         try:
             if input:
-                channel.sendall(input)
+                self._feed(channel, input, out, err, cmd, timeout)
             channel.shutdown_write()
-            out, err = [], []
+            channel.settimeout(0.05)
             while True:
                 if time.monotonic() > deadline:
-                    raise socket.timeout()
-                got = False
-                while channel.recv_ready():
-                    out.append(channel.recv(65536))
-                    got = True
+                    raise self._timeout(cmd, timeout)
                 while channel.recv_stderr_ready():
                     err.append(channel.recv_stderr(65536))
-                    got = True
-                if channel.exit_status_ready() and not (
-                        channel.recv_ready() or channel.recv_stderr_ready()):
+                try:
+                    data = channel.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
                     break
-                if not got:
-                    channel.status_event.wait(0.02)
-            return channel.recv_exit_status(), b''.join(out), b''.join(err)
-        except socket.timeout:
-            raise self._timeout(cmd, timeout)
+                out.append(data)
+            # EOF: all of stdout and stderr has arrived.
+            while channel.recv_stderr_ready():
+                err.append(channel.recv_stderr(65536))
+            code = self._exit_status(channel, cmd, deadline, timeout)
+            return code, b''.join(out), b''.join(err)
         except _CONNECTION_ERRORS as e:
             raise self._lost(cmd, e)
         finally:
             channel.close()
+
+    def _exit_status(self, channel, cmd, deadline, timeout):
+        """The exit status once output ended; -1 if the server sent none."""
+        if not channel.status_event.wait(
+                max(0.0, deadline - time.monotonic())):
+            raise self._timeout(cmd, timeout)
+        code = channel.recv_exit_status()
+        if code == -1 and not _transport_active(channel):
+            # A channel closed with its connection also reads as -1.
+            raise self._lost(cmd, 'the connection closed')
+        return code
 
     def _timeout(self, cmd, timeout):
         return exception.CommandTimeout(cmd=strutils.mask_password(cmd),
@@ -455,23 +585,27 @@ class SshRunner(Runner):
         """One request over the pooled connection's agent session."""
         timeout = timeout or self.timeout
         cmd = command_line([program, 'session'])
-        shown = command_line(list(argv))
+        shown = strutils.mask_password(command_line(list(argv)))
         line = request_line(argv, payload).encode()
         start = time.monotonic()
 
         def use(conn):
-            fresh = conn.session is None or conn.session.closed or \
-                conn.session.exit_status_ready()
+            session = conn.session
+            fresh = session is None or session.closed or \
+                session.eof_received or session.exit_status_ready()
             if fresh:
                 conn.drop_session()
                 conn.session = self._open_channel(conn, cmd)
+            # A reply read leaves the channel's timeout short.
+            conn.session.settimeout(timeout)
             try:
                 conn.session.sendall(line)
             except _CONNECTION_ERRORS as e:
+                # The agent acts on complete lines only: nothing ran.
                 conn.drop_session()
                 raise _StaleConnection(e)
             try:
-                return self._read_reply(conn, timeout)
+                return self._read_reply(conn, shown, timeout)
             except BaseException:
                 conn.drop_session()
                 raise
@@ -484,7 +618,7 @@ class SshRunner(Runner):
                        't': time.monotonic() - start})
         return reply
 
-    def _read_reply(self, conn, timeout):
+    def _read_reply(self, conn, shown, timeout):
         channel = conn.session
         deadline = time.monotonic() + timeout
         stderr = []
@@ -492,7 +626,7 @@ class SshRunner(Runner):
         try:
             while b'\n' not in conn.buffer:
                 if time.monotonic() > deadline:
-                    raise self._timeout('cinder-zol-host request', timeout)
+                    raise self._timeout(shown, timeout)
                 while channel.recv_stderr_ready():
                     stderr.append(channel.recv_stderr(65536))
                 try:
@@ -500,18 +634,26 @@ class SshRunner(Runner):
                 except socket.timeout:
                     continue
                 if not data:
+                    # The agent's last words arrived before the EOF, maybe
+                    # after the drain above; its exit status may follow.
+                    while channel.recv_stderr_ready():
+                        stderr.append(channel.recv_stderr(65536))
+                    channel.status_event.wait(
+                        min(1.0, max(0.0, deadline - time.monotonic())))
                     err = b''.join(stderr).decode('utf-8', 'replace')
+                    code = channel.recv_exit_status() \
+                        if channel.status_event.is_set() else '?'
+                    if not _transport_active(channel):
+                        raise self._lost(shown, 'the connection closed')
                     raise exception.StorageHostUnreachable(
                         host=self.host, port=self.port,
                         reason='the storage host agent ended the session '
                                '(exit status %s): %s' % (
-                                   channel.recv_exit_status()
-                                   if channel.exit_status_ready() else '?',
-                                   strutils.mask_password(err.strip())
+                                   code, strutils.mask_password(err.strip())
                                    or 'no message'))
                 conn.buffer += data
         except _CONNECTION_ERRORS as e:
-            raise self._lost('cinder-zol-host request', e)
+            raise self._lost(shown, e)
         line, _sep, conn.buffer = conn.buffer.partition(b'\n')
         return line.decode('utf-8', 'replace')
 
@@ -520,28 +662,18 @@ class SshRunner(Runner):
     def send_stream(self, argv, chunks, timeout=None):
         timeout = timeout or self.timeout
         cmd = command_line(list(argv))
-
-        def use(conn):
-            channel = self._open_channel(conn, cmd)
-            channel.settimeout(timeout)
-            try:
-                for chunk in chunks:
-                    channel.sendall(chunk)
-                    while channel.recv_stderr_ready():
-                        channel.recv_stderr(65536)   # keep the window open
-            except socket.timeout:
-                channel.close()
-                raise self._timeout(cmd, timeout)
-            except _CONNECTION_ERRORS as e:
-                channel.close()
-                raise self._lost(cmd, e)
-            return self._run_on_channel(channel, cmd, None, timeout)
-
         start = time.monotonic()
-        code, out, err = self._with_fresh_retry(use)
+        with self._command_channel(cmd) as channel:
+            channel.settimeout(timeout)
+            out, err = [], []
+            for chunk in chunks:
+                if not self._feed(channel, chunk, out, err, cmd, timeout):
+                    break
+            code, out, err = self._run_on_channel(channel, cmd, None,
+                                                  timeout, out, err)
         LOG.debug('%(host)s: %(cmd)s -> %(rc)s in %(t).2fs',
-                  {'host': self.host, 'cmd': cmd, 'rc': code,
-                   't': time.monotonic() - start})
+                  {'host': self.host, 'cmd': strutils.mask_password(cmd),
+                   'rc': code, 't': time.monotonic() - start})
         return Result(out.decode('utf-8', 'replace'),
                       err.decode('utf-8', 'replace'), code)
 
@@ -549,41 +681,29 @@ class SshRunner(Runner):
     def receive_stream(self, argv, timeout=None):
         timeout = timeout or self.timeout
         cmd = command_line(list(argv))
-        opened = []
-
-        def use(conn):
-            channel = self._open_channel(conn, cmd)
+        with self._command_channel(cmd) as channel:
             channel.settimeout(timeout)
-            channel.shutdown_write()
-            opened.append(channel)
-            return conn
-
-        with self._connection() as conn:
             try:
-                use(conn)
-            except _StaleConnection as e:
-                raise exception.StorageHostUnreachable(
-                    host=self.host, port=self.port, reason=e.args[0])
-            channel = opened[0]
-            reader = _ChannelReader(channel)
-            try:
-                yield reader
-                rest = reader.read(1)
-                code = channel.recv_exit_status()
-                err = b''
-                while channel.recv_stderr_ready():
-                    err += channel.recv_stderr(65536)
-            except socket.timeout:
-                raise self._timeout(cmd, timeout)
+                channel.shutdown_write()
             except _CONNECTION_ERRORS as e:
                 raise self._lost(cmd, e)
-            finally:
-                channel.close()
+            # Errors of the transfer are translated by the reader; what the
+            # caller's own code raises passes through unchanged.
+            reader = _ChannelReader(self, channel, cmd, timeout)
+            yield reader
+            rest = reader.read(1)
+            code = None
+            if not rest:
+                code = self._exit_status(
+                    channel, cmd, time.monotonic() + timeout, timeout)
+            # else: the command may still be writing into a full window;
+            # closing the channel (on leaving) stops it.
+            err = reader.stderr()
         if code or rest:
             raise processutils.ProcessExecutionError(
                 stderr=strutils.mask_password(err.decode('utf-8',
                                                          'replace')),
-                exit_code=code, cmd=cmd,
+                exit_code=code, cmd=strutils.mask_password(cmd),
                 description='unread data' if rest else None)
 
     def close(self):
@@ -591,18 +711,40 @@ class SshRunner(Runner):
             self._idle.pop().close()
 
 
-class _ChannelReader(object):
-    """read(n) over a channel's stdout, keeping stderr drained."""
+def _transport_active(channel):
+    transport = channel.get_transport()
+    return transport is not None and transport.is_active()
 
-    def __init__(self, channel):
+
+class _ChannelReader(object):
+    """read(n) over a channel's stdout, keeping stderr drained and kept."""
+
+    def __init__(self, runner, channel, cmd, timeout):
+        self.runner = runner
         self.channel = channel
+        self.cmd = cmd
+        self.timeout = timeout
+        self._stderr = []
+
+    def stderr(self):
+        while self.channel.recv_stderr_ready():
+            self._stderr.append(self.channel.recv_stderr(65536))
+        return b''.join(self._stderr)
 
     def read(self, size=-1):
+        try:
+            return self._read(size)
+        except socket.timeout:
+            raise self.runner._timeout(self.cmd, self.timeout)
+        except _CONNECTION_ERRORS as e:
+            raise self.runner._lost(self.cmd, e)
+
+    def _read(self, size):
         chunks = []
         want = size if size >= 0 else None
         while want is None or want > 0:
             while self.channel.recv_stderr_ready():
-                self.channel.recv_stderr(65536)
+                self._stderr.append(self.channel.recv_stderr(65536))
             data = self.channel.recv(65536 if want is None
                                      else min(want, 65536))
             if not data:
