@@ -18,7 +18,11 @@ live ACL is read back: ``ALL`` or any other address is an error.
 CHAP: one tgtd account per volume (tgtd accounts are global, so an account
 shared by several targets could not change its password and its deletion
 would unbind it from every target). The secret reaches tgtadm in argv,
-which tgtadm offers no other way for; it is never logged.
+which tgtadm offers no other way for; it is never logged, and it is masked
+in every error message. tgtd cannot tell a secret: the config file is
+where the first export's credentials are kept, and the live target is
+made to hold exactly the account whose credentials an export returns. An
+account bound to another target is never deleted.
 
 Resize: tgtd caches the LUN size; :meth:`Backend.resize` takes the target
 offline (initiators get a retryable status), deletes and re-adds LUN 1
@@ -28,6 +32,7 @@ with the same backing store and identity, and brings it back online.
 import os
 import re
 import tempfile
+import time
 
 from . import errors
 
@@ -50,6 +55,9 @@ CONF_TEMPLATE = """\
 _CONF_INITIATOR = re.compile(r'^\s*initiator-name\s+(\S+)\s*$', re.M)
 _CONF_TARGET = re.compile(r'^<target\s+(\S+)>\s*$', re.M)
 _CONF_CHAP = re.compile(r'^\s*incominguser\s+(\S+)\s+(\S+)\s*$', re.M)
+# a LUN with commands in flight cannot be deleted; tgtd finishes them soon
+LUN_DELETE_ATTEMPTS = 100
+LUN_DELETE_DELAY = 0.1
 
 
 def is_initiator_name(acl_entry):
@@ -66,7 +74,7 @@ def parse_show(text):
             current = {'tid': int(match.group(1)), 'luns': {}, 'acls': [],
                        'accounts': [], 'sessions': False, 'state': None}
             targets[match.group(2)] = current
-            section = None
+            section = lun = None
             continue
         if current is None:
             continue
@@ -87,7 +95,8 @@ def parse_show(text):
                 current['luns'][lun] = item.split(':', 1)[1].strip()
         elif section == 'ACL' and item:
             current['acls'].append(item)
-        elif section == 'Account' and item:
+        elif section == 'Account' and item and \
+                not item.endswith(' (outgoing)'):
             current['accounts'].append(item)
     return targets
 
@@ -112,9 +121,34 @@ def parse_conf(text, iqn):
     return (list(chap.groups()) if chap else None), initiators
 
 
+def _secrets(argv):
+    """The CHAP secrets in a tgtadm argv (``--password S`` or ``=S``)."""
+    found = []
+    for i, arg in enumerate(argv):
+        if arg == '--password' and i + 1 < len(argv):
+            found.append(argv[i + 1])
+        elif arg.startswith('--password='):
+            found.append(arg[len('--password='):])
+    return [s for s in found if s]
+
+
 def _masked(argv):
-    return ' '.join('--password=***' if a.startswith('--password') else a
-                    for a in argv)
+    """argv as text for messages, every CHAP secret replaced by ***."""
+    out = []
+    for i, arg in enumerate(argv):
+        if i and argv[i - 1] == '--password':
+            out.append('***')
+        elif arg.startswith('--password='):
+            out.append('--password=***')
+        else:
+            out.append(arg)
+    return ' '.join(out)
+
+
+def _scrub(text, secrets):
+    for secret in secrets:
+        text = text.replace(secret, '***')
+    return text
 
 
 class Backend(object):
@@ -133,7 +167,7 @@ class Backend(object):
         done = self.executor.run(argv)
         if done.returncode == 0:
             return done.stdout
-        stderr = (done.stderr or done.stdout).strip()
+        stderr = _scrub((done.stderr or done.stdout).strip(), _secrets(argv))
         if any(fragment in stderr for fragment in ok):
             return ''
         hint = ''
@@ -209,47 +243,99 @@ class Backend(object):
         self.tgtadm('--mode', 'target', '--op', 'bind', '--tid', str(tid),
                     '--initiator-name', initiator, ok=('already exists',))
 
+    def _set_state(self, tid, state):
+        self.tgtadm('--mode', 'target', '--op', 'update', '--tid', str(tid),
+                    '--name', 'state', '--value', state)
+
+    def _add_lun(self, tid, device, serial):
+        self.tgtadm('--mode', 'logicalunit', '--op', 'new', '--tid',
+                    str(tid), '--lun', str(LUN), '--backing-store', device)
+        self.tgtadm('--mode', 'logicalunit', '--op', 'update', '--tid',
+                    str(tid), '--lun', str(LUN), '--params',
+                    'scsi_id=%s,scsi_sn=%s' % (serial, serial))
+
+    @staticmethod
+    def _bound_elsewhere(targets, iqn, user):
+        return sorted(other for other, info in targets.items()
+                      if other != iqn and user in info['accounts'])
+
+    def _new_account(self, targets, iqn, chap):
+        """Create the volume's account with this secret (not bound yet).
+
+        An account of that name bound to no other target is a leftover of
+        this volume whose secret is unknown: it is replaced. One bound to
+        another target is not ours to touch.
+        """
+        user, secret = chap
+        others = self._bound_elsewhere(targets, iqn, user)
+        if others:
+            raise errors.TargetError(
+                'the CHAP account %s of %s is bound to %s'
+                % (user, iqn, ', '.join(others)),
+                hint='Each volume needs its own CHAP user name.')
+        new = ('--mode', 'account', '--op', 'new', '--user', user,
+               '--password', secret)
+        try:
+            self.tgtadm(*new)
+        except errors.TargetError as e:
+            if 'already exists' not in e.stderr:
+                raise
+            self.tgtadm('--mode', 'account', '--op', 'delete', '--user',
+                        user, ok=("can't find the account",))
+            self.tgtadm(*new)
+
+    def _delete_account(self, targets, iqn, user):
+        """Delete a per-volume account.
+
+        One that another target uses too is only unbound from ours:
+        deleting an account unbinds it from every target.
+        """
+        live = targets.get(iqn)
+        if self._bound_elsewhere(targets, iqn, user):
+            if live is not None:
+                self.tgtadm('--mode', 'account', '--op', 'unbind', '--tid',
+                            str(live['tid']), '--user', user,
+                            ok=("can't find the account",
+                                "can't find the target"))
+            return
+        self.tgtadm('--mode', 'account', '--op', 'delete', '--user', user,
+                    ok=("can't find the account",))
+
+    def _write_conf(self, name, text):
+        try:
+            self.write_conf(name, text)
+        except OSError as e:
+            raise errors.TargetError('writing %s failed'
+                                     % self.conf_path(name), e.strerror)
+
     # -- operations ------------------------------------------------------
 
     def export(self, name, iqn, device, chap, initiators, port, serial):
         targets = self.targets()
         live = targets.get(iqn)
-        conf_chap, conf_initiators = parse_conf(self.read_conf(name), iqn)
-        if chap and (conf_chap or (live and live['accounts'])):
+        old_conf = self.read_conf(name)
+        conf_chap, conf_initiators = parse_conf(old_conf, iqn)
+        if chap and conf_chap:
             # the first export's credentials stay: every attachment of
             # this volume is given the same ones
-            chap = conf_chap or chap
-        wanted = conf_initiators + [i for i in initiators
-                                    if i not in conf_initiators]
+            chap = conf_chap
+        wanted = list(conf_initiators)
+        for initiator in initiators:
+            if initiator not in wanted and initiator != PLACEHOLDER_INITIATOR:
+                wanted.append(initiator)
         text = render_conf(name, iqn, device, serial, chap, wanted)
         if live is not None:
-            if live['luns'].get(LUN) != device:
-                raise errors.TargetError(
-                    'LUN %d of %s is %s, not %s' % (
-                        LUN, iqn, live['luns'].get(LUN), device))
-            for initiator in wanted:
-                if initiator not in live['acls']:
-                    self._bind(live['tid'], initiator)
-            if self.read_conf(name) != text:
-                self.write_conf(name, text)
-            self._check_acl(iqn, wanted)
-            return self._result(live['tid'], chap, wanted, changed=False)
-        old_conf = self.read_conf(name)
+            return self._complete(targets, live, name, iqn, device, serial,
+                                  chap, wanted, text, old_conf)
         tid = self._new_tid(targets)
-        created_account = False
+        created_target = created_account = False
         try:
             self.tgtadm('--mode', 'target', '--op', 'new', '--tid', str(tid),
                         '--targetname', iqn)
-            self.tgtadm('--mode', 'logicalunit', '--op', 'new', '--tid',
-                        str(tid), '--lun', str(LUN), '--backing-store',
-                        device)
-            self.tgtadm('--mode', 'logicalunit', '--op', 'update', '--tid',
-                        str(tid), '--lun', str(LUN), '--params',
-                        'scsi_id=%s,scsi_sn=%s' % (serial, serial))
+            created_target = True
+            self._add_lun(tid, device, serial)
             if chap:
-                self.tgtadm('--mode', 'account', '--op', 'new', '--user',
-                            chap[0], '--password', chap[1],
-                            ok=('already exists',))
+                self._new_account(targets, iqn, chap)
                 created_account = True
                 self.tgtadm('--mode', 'account', '--op', 'bind', '--tid',
                             str(tid), '--user', chap[0])
@@ -257,16 +343,56 @@ class Backend(object):
                         str(tid), '--initiator-address', PLACEHOLDER_ADDRESS)
             for initiator in [PLACEHOLDER_INITIATOR] + wanted:
                 self._bind(tid, initiator)
-            self.write_conf(name, text)
+            self._write_conf(name, text)
             self._check_acl(iqn, wanted)
-        except (errors.HostError, OSError) as e:
-            self._rollback(name, tid, chap if created_account else None,
-                           old_conf)
-            if isinstance(e, OSError):
-                raise errors.TargetError('writing %s failed'
-                                         % self.conf_path(name), e.strerror)
+        except BaseException:
+            self._rollback(name, tid if created_target else None,
+                           chap if created_account else None, old_conf)
             raise
         return self._result(tid, chap, wanted, changed=True)
+
+    def _complete(self, targets, live, name, iqn, device, serial, chap,
+                  wanted, text, old_conf):
+        """Bring a live target up to the export; never tears it down."""
+        tid = live['tid']
+        current = live['luns'].get(LUN)
+        if current is not None and current != device:
+            raise errors.TargetError(
+                'LUN %d of %s is %s, not %s' % (LUN, iqn, current, device))
+        changed = False
+        if current is None:
+            # a resize that could not re-add the LUN left it out
+            self._add_lun(tid, device, serial)
+            changed = True
+        user = chap[0] if chap else None
+        if user and user not in live['accounts']:
+            # tgtd cannot say what a secret is: the account it has is
+            # replaced by the one returned
+            self._new_account(targets, iqn, chap)
+            self.tgtadm('--mode', 'account', '--op', 'bind', '--tid',
+                        str(tid), '--user', user)
+            changed = True
+        for stale in live['accounts']:
+            if stale != user:
+                self._delete_account(targets, iqn, stale)
+                changed = True
+        if PLACEHOLDER_ADDRESS not in live['acls']:
+            self.tgtadm('--mode', 'target', '--op', 'bind', '--tid',
+                        str(tid), '--initiator-address', PLACEHOLDER_ADDRESS)
+            changed = True
+        for initiator in [PLACEHOLDER_INITIATOR] + wanted:
+            if initiator not in live['acls']:
+                self._bind(tid, initiator)
+                changed = True
+        if live['state'] != 'ready':
+            # a resize was interrupted while the target was offline
+            self._set_state(tid, 'ready')
+            changed = True
+        if old_conf != text:
+            self._write_conf(name, text)
+            changed = True
+        self._check_acl(iqn, wanted)
+        return self._result(tid, chap, wanted, changed=changed)
 
     @staticmethod
     def _result(tid, chap, initiators, changed):
@@ -274,15 +400,20 @@ class Backend(object):
                 'initiators': list(initiators), 'changed': changed}
 
     def _rollback(self, name, tid, chap, old_conf):
-        """Undo a half-made export; every step is tried."""
+        """Undo a half-made export; every step is tried.
+
+        ``tid`` is None when the target was not created by us (its
+        creation failed, e.g. because that tid was taken meanwhile).
+        """
         for step in (
-                lambda: self.tgtadm('--mode', 'target', '--op', 'delete',
-                                    '--force', '--tid', str(tid),
-                                    ok=("can't find the target",)),
+                lambda: tid is not None and self.tgtadm(
+                    '--mode', 'target', '--op', 'delete', '--force',
+                    '--tid', str(tid), ok=("can't find the target",)),
                 lambda: chap and self.tgtadm(
                     '--mode', 'account', '--op', 'delete', '--user', chap[0],
                     ok=("can't find the account",)),
-                lambda: (self.write_conf(name, old_conf) if old_conf
+                lambda: (self.write_conf(name, old_conf)
+                         if old_conf is not None
                          else self.remove_conf(name))):
             try:
                 step()
@@ -290,19 +421,22 @@ class Backend(object):
                 pass
 
     def remove(self, name, iqn):
-        live = self.targets().get(iqn)
+        targets = self.targets()
+        live = targets.get(iqn)
         conf_chap, _initiators = parse_conf(self.read_conf(name), iqn)
+        users = set(live['accounts'] if live else [])
+        if conf_chap:
+            users.add(conf_chap[0])
         if live is not None:
             self.tgtadm('--mode', 'target', '--op', 'delete', '--force',
                         '--tid', str(live['tid']),
                         ok=("can't find the target",))
-        users = set(live['accounts'] if live else [])
-        if conf_chap:
-            users.add(conf_chap[0])
-        for user in users:
-            # per-volume accounts only: nothing else is bound to them
-            self.tgtadm('--mode', 'account', '--op', 'delete', '--user', user,
-                        ok=("can't find the account",))
+        for user in sorted(users):
+            # per-volume accounts; one another target uses stays (the
+            # target's deletion unbound it from ours)
+            if not self._bound_elsewhere(targets, iqn, user):
+                self.tgtadm('--mode', 'account', '--op', 'delete', '--user',
+                            user, ok=("can't find the account",))
         self.remove_conf(name)
         return {'removed': live is not None}
 
@@ -318,13 +452,16 @@ class Backend(object):
                                   'ensure_export recreates it' % iqn)
         self._bind(live['tid'], initiator)
         if initiator not in initiators:
-            device = live['luns'].get(LUN)
-            serial = _conf_serial(text)
-            self.write_conf(name, render_conf(
-                name, iqn, device, serial, conf_chap,
-                initiators + [initiator]))
+            initiators = initiators + [initiator]
+            # only a config of ours for this target is updated: without
+            # it the serial and the CHAP secret are unknown here
+            if _records(text, iqn):
+                device = _conf_device(text) or live['luns'].get(LUN)
+                self._write_conf(name, render_conf(
+                    name, iqn, device, _conf_serial(text), conf_chap,
+                    initiators))
         self._check_acl(iqn, [initiator])
-        return {'initiators': initiators + [initiator]}
+        return {'initiators': initiators}
 
     def deny(self, name, iqn, initiators):
         text = self.read_conf(name)
@@ -342,9 +479,10 @@ class Backend(object):
                             str(live['tid']), '--initiator-name', initiator,
                             ok=('does not exist', "can't find"))
         left = [i for i in recorded if i not in initiators]
-        if text is not None and left != recorded:
-            device = live['luns'].get(LUN) if live else _conf_device(text)
-            self.write_conf(name, render_conf(
+        if _records(text, iqn) and left != recorded:
+            device = _conf_device(text) or (
+                live['luns'].get(LUN) if live else None)
+            self._write_conf(name, render_conf(
                 name, iqn, device, _conf_serial(text), conf_chap, left))
         return {'initiators': left}
 
@@ -352,32 +490,43 @@ class Backend(object):
         live = self.targets().get(iqn)
         if live is None:
             return {'changed': False}
+        current = live['luns'].get(LUN)
+        if current is not None and current != device:
+            raise errors.TargetError(
+                'LUN %d of %s is %s, not %s' % (LUN, iqn, current, device))
         tid = str(live['tid'])
-        self.tgtadm('--mode', 'target', '--op', 'update', '--tid', tid,
-                    '--name', 'state', '--value', 'offline')
+        self._set_state(tid, 'offline')
         try:
             self._readd_lun(tid, device, serial)
-        finally:
-            self.tgtadm('--mode', 'target', '--op', 'update', '--tid', tid,
-                        '--name', 'state', '--value', 'ready')
+        except BaseException:
+            # back online whatever happened; the first error is the story
+            try:
+                self._set_state(tid, 'ready')
+            except errors.HostError:
+                pass
+            raise
+        self._set_state(tid, 'ready')
         return {'changed': True}
 
     def _readd_lun(self, tid, device, serial):
-        import time
-        for _attempt in range(100):
+        for attempt in range(LUN_DELETE_ATTEMPTS):
             try:
+                # a LUN an earlier resize left out is simply added
                 self.tgtadm('--mode', 'logicalunit', '--op', 'delete',
-                            '--tid', tid, '--lun', str(LUN))
+                            '--tid', tid, '--lun', str(LUN),
+                            ok=("can't find the logical unit",))
                 break
             except errors.TargetError as e:
                 if 'still active' not in e.stderr:
                     raise
-                time.sleep(0.1)
-        self.tgtadm('--mode', 'logicalunit', '--op', 'new', '--tid', tid,
-                    '--lun', str(LUN), '--backing-store', device)
-        self.tgtadm('--mode', 'logicalunit', '--op', 'update', '--tid', tid,
-                    '--lun', str(LUN), '--params',
-                    'scsi_id=%s,scsi_sn=%s' % (serial, serial))
+                if attempt + 1 == LUN_DELETE_ATTEMPTS:
+                    raise errors.TargetError(
+                        'LUN %d of target %s stayed active for %s s'
+                        % (LUN, tid,
+                           LUN_DELETE_ATTEMPTS * LUN_DELETE_DELAY),
+                        e.stderr, 'Retry the resize.')
+                time.sleep(LUN_DELETE_DELAY)
+        self._add_lun(tid, device, serial)
 
     def show(self, name, iqn):
         live = self.targets().get(iqn)
@@ -393,6 +542,11 @@ class Backend(object):
     def version(self):
         self.targets()
         return {'helper': self.tool}
+
+
+def _records(text, iqn):
+    """Whether a config text is ours for exactly this target."""
+    return bool(text) and _CONF_TARGET.findall(text) == [iqn]
 
 
 def _conf_serial(text):
