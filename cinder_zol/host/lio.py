@@ -52,6 +52,15 @@ class Backend(object):
     def _root(self):
         if self.rtslib is None:
             self.rtslib = _rtslib()
+        # rtslib-fb caches backstore name -> index for the life of the
+        # process (tcm.bs_cache) and never rereads it. The root helper is a
+        # long-lived session, so a backstore removed behind its back
+        # (targetcli clearconfig, a restarted target) would stay "exists"
+        # forever: forget the cache, configfs is the truth.
+        tcm = getattr(self.rtslib, 'tcm', None)
+        cache = getattr(tcm, 'bs_cache', None)
+        if isinstance(cache, dict):
+            cache.clear()
         try:
             return self.rtslib.RTSRoot()
         except Exception as e:

@@ -33,6 +33,7 @@ when the target modules cannot be loaded.
 
 import copy
 import re
+import types
 import uuid
 
 __version__ = '2.1.75'
@@ -606,7 +607,9 @@ class BlockStorageObject(_Node):
                 raise RTSLibNotInCFS('Storage object block/%s not found'
                                      % name)
             return
-        if self.exists:
+        # rtslib-fb decides "exists" from its per-process tcm.bs_cache,
+        # filled once from configfs and never reread
+        if self.exists or 'block/%s' % name in self._lib.tcm.bs_cache:
             raise RTSLibError('Storage object block/%s exists' % name)
         if not str(dev).startswith('/dev/'):
             raise RTSLibError('Device %s is not a TYPE_DISK block device'
@@ -617,6 +620,7 @@ class BlockStorageObject(_Node):
         self._create_in_cfs_ine('create', {
             'name': name, 'dev': str(dev), 'readonly': bool(readonly),
             'wwn': wwn or str(uuid.uuid4())})
+        self._lib.tcm.bs_cache['block/%s' % name] = 0
 
     def __repr__(self):
         return '<BlockStorageObject block/%s>' % self._name
@@ -665,6 +669,7 @@ class BlockStorageObject(_Node):
         for lun in list(self.attached_luns):
             lun.delete()
         self._rmdir()
+        self._lib.tcm.bs_cache.pop('block/%s' % self._name, None)
 
     def dump(self):
         state = self._state()
@@ -759,6 +764,15 @@ class FakeRtslib(object):
             setattr(self, base.__name__,
                     type(base.__name__, (base,), {'_lib': self}))
         self._iscsi = self.ISCSIFabricModule
+        # rtslib_fb.tcm: only its process-wide backstore cache
+        self.tcm = types.SimpleNamespace(bs_cache={})
+
+    def clear_elsewhere(self):
+        """Empty configfs from another process (``targetcli clearconfig``).
+
+        This process's rtslib keeps its stale backstore cache.
+        """
+        self.cfs.clear()
 
     # -- rtslib_fb.FabricModule -------------------------------------------
 

@@ -136,6 +136,21 @@ class LioBackendTestCase(testtools.TestCase):
         self.assertEqual([], self.rts.deleted)
         self.assertEqual(1, len(self.rts.saves))
 
+    def test_export_again_after_config_cleared_elsewhere(self):
+        # The root helper is one long-lived process: rtslib-fb's backstore
+        # cache must not outlive a clearconfig done by another process
+        # (the lab saw "Storage object block/<name> exists" here).
+        first = self.export()
+        self.rts.clear_elsewhere()
+        self.assertIsNone(self.rts.target(IQN))
+
+        again = self.export()
+
+        self.assertTrue(again['changed'])
+        self.assertEqual(first['chap'], again['chap'])
+        self.assertIsNotNone(self.rts.storage_object(NAME))
+        self.assertIn(INIT_A, self.acls())
+
     def test_first_exports_chap_wins(self):
         self.export()
 
