@@ -189,6 +189,9 @@ class CinderStack:
         self.api_port = services.free_port(8776)
         self.procs: dict[str, Proc] = {}
         self.timings: dict[str, float] = {}
+        # extra environment of cinder-volume (restart_volume(env=...)), e.g.
+        # OS_CINDER_DISABLE_EVENTLET_PATCHING=1 for native threads
+        self.volume_env: dict[str, str] = {}
         self.glance = (GlanceService(state, self.db_url('glance'),
                                      self.authtoken('glance'), log)
                        if glance else None)
@@ -234,6 +237,7 @@ class CinderStack:
             f'osapi_volume_workers = {self.api_workers}',
             f'enabled_backends = {BACKEND}',
             'debug = True',
+            f'image_conversion_dir = {self.state}/conversion',
         ]
         if self.glance and self.auth == 'noauth':
             # with keystone, cinder finds glance in the token's catalog
@@ -243,6 +247,11 @@ class CinderStack:
         lines = ['[DEFAULT]', *default, '', '[database]', *database, '',
                  *(self.authtoken('cinder') or []), '',
                  '[oslo_concurrency]', f'lock_path = {self.state}/lock', '',
+                 # image_utils runs qemu-img info through privsep: the
+                 # helper is in this venv, not on root's PATH via sudo
+                 '[cinder_sys_admin]',
+                 f'helper_command = {self.bindir}/privsep-helper '
+                 f'--config-file {self.conf}', '',
                  '[coordination]',
                  f'backend_url = file://{self.state}/coordination', '',
                  f'[{BACKEND}]']
@@ -256,7 +265,7 @@ class CinderStack:
         return '\n'.join(lines) + '\n'
 
     def write_files(self) -> None:
-        for sub in ('logs', 'lock', 'coordination'):
+        for sub in ('logs', 'lock', 'coordination', 'conversion'):
             (self.state / sub).mkdir(parents=True, exist_ok=True)
         for name in ('api-paste.ini', 'resource_filters.json'):
             shutil.copy(FILES / name, self.state / name)
@@ -327,9 +336,12 @@ class CinderStack:
                 *extra]
 
     def start_cinder(self, name: str) -> Proc:
+        env = None
+        if name == 'cinder-volume' and self.volume_env:
+            env = dict(os.environ, **self.volume_env)
         proc = Proc(name, self.cinder_argv(
             name, '--log-file', str(self.logs / f'{name}.log')),
-            self.logs / f'{name}.out')
+            self.logs / f'{name}.out', env)
         self.procs[name] = proc.start()
         return proc
 
@@ -364,13 +376,16 @@ class CinderStack:
                                ) from None
         return time.monotonic() - self.procs['cinder-volume'].started_at
 
-    def restart_volume(self, between=None) -> float:
+    def restart_volume(self, between=None, env=None) -> float:
         """Stop cinder-volume, run ``between()``, start it, wait for init.
 
         Returns the seconds all that took. After kill_volume() the stop is
-        a no-op: that is a restart after a crash.
+        a no-op: that is a restart after a crash. ``env`` replaces
+        ``volume_env`` (extra environment) from this start on.
         """
         t0 = time.monotonic()
+        if env is not None:
+            self.volume_env = dict(env)
         self.procs['cinder-volume'].stop()
         if between:
             between()

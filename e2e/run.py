@@ -45,6 +45,7 @@ T_START = time.monotonic()
 WALL_START = time.time()
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cinder_zol_lab import initiator  # noqa: E402
 from cinder_zol_lab import services  # noqa: E402
@@ -52,6 +53,8 @@ from cinder_zol_lab.shell import GuestShell  # noqa: E402
 from cinder_zol_lab.shell import LabError  # noqa: E402
 from cinder_zol_lab.stack import BACKEND  # noqa: E402
 from cinder_zol_lab.stack import CinderStack  # noqa: E402
+import concurrency  # noqa: E402
+import images  # noqa: E402
 
 MiB = 2 ** 20
 GiB = 2 ** 30
@@ -101,7 +104,7 @@ def md5_of(char: str | int, length: int = MiB) -> str:
     return hashlib.md5(b * length).hexdigest()
 
 
-class E2E:
+class E2E(concurrency.Scenarios, images.Scenarios):
     def __init__(self, stack: CinderStack, guest: GuestShell):
         self.stack = stack
         self.guest = guest
@@ -565,6 +568,8 @@ SCENARIOS = [
     (4, 'dependency chains, then delete everything', 's4_dependencies', (1,)),
     (6, 'bad input (size 0, huge, unknown zfs property)', 's6_bad_input',
      (1,)),
+    *images.SCENARIOS,
+    *concurrency.SCENARIOS,
 ]
 
 
