@@ -14,6 +14,8 @@ Environment given to CMD: CINDER_ZOL_LAB_HOST, _SSH_PORT, _ISCSI_PORT, _USER
 (root, for checks), _LOGIN (the driver's account), _MODE, _KEY, _KNOWN_HOSTS,
 _POOL, _PARENT, _RUN_DIR, _TARGET.
 Cache: $CINDER_ZOL_LAB_CACHE or ~/.cache/cinder-zol.
+Release: --profile debian12 (default), debian13 or debian13-zfs24, or
+$CINDER_ZOL_LAB_PROFILE; each profile has its own cached image.
 """
 
 from __future__ import annotations
@@ -143,12 +145,14 @@ def main(argv: list[str] | None = None) -> int:
         prog='python -m cinder_zol_lab', description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
-    sub.add_parser('build', help='build (or reuse) the guest image')
+    bp = sub.add_parser('build', help='build (or reuse) the guest image')
+    parsers = [bp]
     helps = {'run': 'boot a guest and run CMD',
              'shell': 'boot a guest for a human',
              'demo': 'boot a guest and run the driver through one volume life'}
     for name in ('run', 'shell', 'demo'):
         sp = sub.add_parser(name, help=helps[name])
+        parsers.append(sp)
         sp.add_argument('--target', choices=lab.TARGET_HELPERS,
                         default='tgtadm' if name == 'demo' else None,
                         help='iSCSI target to activate in the guest')
@@ -163,7 +167,16 @@ def main(argv: list[str] | None = None) -> int:
                              '(default) or as root')
         if name == 'run':
             sp.add_argument('cmd', nargs=argparse.REMAINDER, help='-- CMD...')
+    for sp in parsers:
+        sp.add_argument('--profile', choices=sorted(lab.PROFILES),
+                        default=None,
+                        help='storage-host release of the guest (default '
+                             '$CINDER_ZOL_LAB_PROFILE or '
+                             f'{lab.DEFAULT_PROFILE})')
     args = p.parse_args(argv)
+    if args.profile:
+        # children (tests, stacks) and LabGuest read the same variable
+        os.environ['CINDER_ZOL_LAB_PROFILE'] = args.profile
     services.unwind_on_termination()
     try:
         if args.command == 'build':

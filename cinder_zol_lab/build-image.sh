@@ -1,11 +1,17 @@
 #!/bin/bash
-# Build the cinder-zol lab guest: a Debian bookworm ZFS-on-Linux storage host
-# (OpenZFS via zfs-dkms, tgt, LIO/targetcli, open-iscsi) bootable under QEMU.
+# Build the cinder-zol lab guest: a Debian ZFS-on-Linux storage host (OpenZFS
+# via zfs-dkms from contrib, tgt, LIO/targetcli, open-iscsi, nvme-cli)
+# bootable under QEMU.
 #
 # Debian packages only, no loop mounts (the root disk is made by mkfs.ext4 -d).
 # Run as root on a Debian 12 host with the packages in host-packages.txt.
 #
-# Usage: build-image.sh OUT_DIR [CACHE_DIR]
+# Usage: build-image.sh [--suite trixie|bookworm] [--zfs suite|backports]
+#                       OUT_DIR [CACHE_DIR]
+#   --suite    Debian release of the guest (default trixie: Debian 13)
+#   --zfs      where zfs-dkms/zfsutils-linux come from: the release's contrib
+#              (default) or its backports (trixie-backports: OpenZFS 2.4);
+#              the kernel always comes from the release itself
 #   OUT_DIR    final image directory; must not exist. It is created atomically
 #              (built in a temp dir under CACHE_DIR, renamed on success) and holds:
 #                vmlinuz initrd.img root.img kernel-version
@@ -18,8 +24,23 @@
 #   CINDER_ZOL_LAB_MIRROR  Debian mirror (default http://deb.debian.org/debian)
 set -euo pipefail
 
+SUITE=trixie
+ZFS_FROM=suite
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --suite) SUITE=$2; shift 2 ;;
+        --zfs) ZFS_FROM=$2; shift 2 ;;
+        *) break ;;
+    esac
+done
+case "$SUITE" in bookworm|trixie) ;; *)
+    echo "build-image.sh: --suite must be bookworm or trixie" >&2; exit 2 ;;
+esac
+case "$ZFS_FROM" in suite|backports) ;; *)
+    echo "build-image.sh: --zfs must be suite or backports" >&2; exit 2 ;;
+esac
 if [ $# -lt 1 ] || [ $# -gt 2 ]; then
-    echo "usage: $0 OUT_DIR [CACHE_DIR]" >&2
+    echo "usage: $0 [--suite S] [--zfs suite|backports] OUT_DIR [CACHE_DIR]" >&2
     exit 2
 fi
 OUT_DIR=$(realpath -m "$1")
@@ -27,7 +48,6 @@ CACHE_DIR=$(realpath -m "${2:-$(dirname "$OUT_DIR")}")
 LOG=${CINDER_ZOL_LAB_LOG:-$CACHE_DIR/build-image.log}
 MIRROR=${CINDER_ZOL_LAB_MIRROR:-http://deb.debian.org/debian}
 SECURITY_MIRROR=${MIRROR%/debian}/debian-security
-SUITE=bookworm
 NSTEPS=8
 
 if [ "$(id -u)" != 0 ]; then
@@ -48,7 +68,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 2
 fi
 
-mkdir -p "$CACHE_DIR" "$CACHE_DIR/debootstrap-debs" "$CACHE_DIR/apt-archives/partial"
+DEBS=$CACHE_DIR/debootstrap-debs-$SUITE
+mkdir -p "$CACHE_DIR" "$DEBS" "$CACHE_DIR/apt-archives/partial"
 WORK=$(mktemp -d "$CACHE_DIR/build.XXXXXX")
 ROOT=$WORK/rootfs
 OUT=$WORK/out
@@ -122,7 +143,7 @@ guest_kver() {
 # ----------------------------------------------------------------- steps ---
 step_debootstrap() {
     debootstrap --variant=minbase --components=main,contrib \
-        --cache-dir="$CACHE_DIR/debootstrap-debs" \
+        --cache-dir="$DEBS" \
         --include=systemd-sysv,udev,dbus,kmod,iproute2,openssh-server,sudo,ca-certificates \
         "$SUITE" "$ROOT" "$MIRROR"
 }
@@ -133,6 +154,9 @@ deb $MIRROR $SUITE main contrib
 deb $MIRROR $SUITE-updates main contrib
 deb $SECURITY_MIRROR $SUITE-security main contrib
 EOF
+    if [ "$ZFS_FROM" = backports ]; then
+        echo "deb $MIRROR $SUITE-backports main contrib" >>"$ROOT/etc/apt/sources.list"
+    fi
     printf '#!/bin/sh\n# cinder-zol lab build: no service starts in the chroot\nexit 101\n' \
         >"$ROOT/usr/sbin/policy-rc.d"
     chmod 755 "$ROOT/usr/sbin/policy-rc.d"
@@ -155,16 +179,24 @@ EOF
 
 step_kernel_tools() {
     mount_chroot
+    # the kernel and headers from the release itself, never from backports
+    # (trixie-backports' kernel is newer than OpenZFS supports)
     in_chroot apt-get install "${APT_OPTS[@]}" \
         linux-image-amd64 linux-headers-amd64 dkms \
-        tgt targetcli-fb python3-rtslib-fb open-iscsi sg3-utils
+        tgt targetcli-fb python3-rtslib-fb open-iscsi sg3-utils nvme-cli
     guest_kver >"$WORK/kver"
     echo "guest kernel: $(cat "$WORK/kver")"
 }
 
 step_zfs() {
     mount_chroot
-    in_chroot apt-get install "${APT_OPTS[@]}" zfs-dkms zfsutils-linux
+    if [ "$ZFS_FROM" = backports ]; then
+        # -t pulls the matching libzfs/libzpool from backports too
+        in_chroot apt-get install "${APT_OPTS[@]}" -t "$SUITE-backports" \
+            zfs-dkms zfsutils-linux zfs-zed
+    else
+        in_chroot apt-get install "${APT_OPTS[@]}" zfs-dkms zfsutils-linux
+    fi
 }
 
 step_verify_dkms() {
@@ -208,9 +240,18 @@ KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
 UseDNS no
 EOF
+    # OpenSSH >= 9.8 (trixie) delays an address after failed logins; under
+    # QEMU user networking every login comes from one address, so a test
+    # that fails a login on purpose would lock the harness out.
+    if in_chroot dpkg --compare-versions \
+            "$(in_chroot dpkg-query -W -f='${Version}' openssh-server)" ge 1:9.8; then
+        echo 'PerSourcePenalties no' >>"$ROOT/etc/ssh/sshd_config.d/cinder-zol-lab.conf"
+    fi
     # host keys generated now, at build time (openssh-server's postinst made
     # them in the chroot; ssh-keygen -A fills in any missing type). Nothing in
-    # this image regenerates them at boot.
+    # this image regenerates them at boot (trixie's openssh enables
+    # sshd-keygen.service for a first boot).
+    in_chroot systemctl disable sshd-keygen.service >/dev/null 2>&1 || true
     in_chroot ssh-keygen -A
     test -s "$ROOT/etc/ssh/ssh_host_ed25519_key.pub"
     if ls "$ROOT"/etc/systemd/system/*.wants/*keygen* 2>/dev/null; then
@@ -250,6 +291,7 @@ step_mkfs() {
     {
         echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
         echo "suite: $SUITE"
+        echo "zfs from: $ZFS_FROM"
         echo "kernel: $(cat "$OUT/kernel-version")"
         echo "zfs: $(cat "$OUT/zfs-version")"
         echo "recipe-sha256: $(sha256sum "$(realpath "$0")" | cut -d' ' -f1)"
@@ -284,7 +326,7 @@ echo "  cache: $CACHE_DIR   log: $LOG"
 run_step "debootstrap $SUITE minbase (~1 min)" step_debootstrap
 run_step "apt sources (main contrib), base config" step_base
 run_step "kernel, headers, dkms, tgt, targetcli, open-iscsi (~1-2 min)" step_kernel_tools
-run_step "zfs-dkms + zfsutils-linux (DKMS compile, ~4-6 min)" step_zfs
+run_step "zfs-dkms + zfsutils-linux from $ZFS_FROM (DKMS compile, ~4-8 min)" step_zfs
 run_step "verify zfs DKMS module for the guest kernel" step_verify_dkms
 run_step "configure network, ssh keys, services" step_configure
 run_step "initramfs, copy out kernel + initrd" step_initramfs

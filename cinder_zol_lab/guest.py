@@ -46,6 +46,17 @@ BUILD_SCRIPT = LAB_DIR / 'build-image.sh'
 # every file whose content shapes the image: a change to any rebuilds it
 RECIPE_FILES = (BUILD_SCRIPT,)
 
+# Storage-host releases the lab can build: name -> build-image.sh options.
+# debian12 is the default (what CI runs every tier on); the others are the
+# release matrix (Debian 13 with its own OpenZFS 2.3, and with 2.4 from
+# trixie-backports). CINDER_ZOL_LAB_PROFILE or --profile picks one.
+PROFILES = {
+    'debian12': ('--suite', 'bookworm', '--zfs', 'suite'),
+    'debian13': ('--suite', 'trixie', '--zfs', 'suite'),
+    'debian13-zfs24': ('--suite', 'trixie', '--zfs', 'backports'),
+}
+DEFAULT_PROFILE = 'debian12'
+
 TARGET_HELPERS = ('tgtadm', 'lioadm')
 # How the storage host is set up: the driver logs in as an unprivileged
 # account through the forced-command wrapper (the default, as the README
@@ -127,11 +138,25 @@ class Image:
         return ''
 
 
-def image_dir(cache_dir: Path | None = None) -> Path:
-    return Path(cache_dir or CACHE_DIR) / f'image-{recipe_hash()}'
+def default_profile() -> str:
+    return os.environ.get('CINDER_ZOL_LAB_PROFILE') or DEFAULT_PROFILE
 
 
-def ensure_image(log: Log = print, cache_dir: Path | None = None) -> Image:
+def check_profile(profile: str) -> str:
+    if profile not in PROFILES:
+        raise LabError(f'unknown lab profile {profile!r}; '
+                       f'choose one of {", ".join(sorted(PROFILES))}')
+    return profile
+
+
+def image_dir(cache_dir: Path | None = None,
+              profile: str | None = None) -> Path:
+    profile = check_profile(profile or default_profile())
+    return Path(cache_dir or CACHE_DIR) / f'image-{profile}-{recipe_hash()}'
+
+
+def ensure_image(log: Log = print, cache_dir: Path | None = None,
+                 profile: str | None = None) -> Image:
     """Return the cached image for the current recipe, building it if missing.
 
     Building takes about 7 minutes and needs root; build-image.sh's progress
@@ -139,7 +164,8 @@ def ensure_image(log: Log = print, cache_dir: Path | None = None) -> Image:
     tail) if the build fails.
     """
     cache = Path(cache_dir or CACHE_DIR)
-    image = Image.at(image_dir(cache))
+    profile = check_profile(profile or default_profile())
+    image = Image.at(image_dir(cache, profile))
     if image.complete():
         return image
     cache.mkdir(parents=True, exist_ok=True)
@@ -159,7 +185,8 @@ def ensure_image(log: Log = print, cache_dir: Path | None = None) -> Image:
         log(f'lab: building guest image {image.dir} (log: {build_log})')
         env = dict(os.environ, CINDER_ZOL_LAB_LOG=str(build_log))
         proc = subprocess.Popen(
-            ['bash', str(BUILD_SCRIPT), str(image.dir), str(cache)],
+            ['bash', str(BUILD_SCRIPT), *PROFILES[profile],
+             str(image.dir), str(cache)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=env, text=True, bufsize=1)
