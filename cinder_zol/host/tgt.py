@@ -67,12 +67,13 @@ def is_initiator_name(acl_entry):
 def parse_show(text):
     """``tgtadm --op show --mode target`` -> {iqn: info}."""
     targets = {}
-    current = section = lun = None
+    current = section = lun = nexus = None
     for line in text.splitlines():
         match = re.match(r'^Target (\d+): (\S+)\s*$', line)
         if match:
             current = {'tid': int(match.group(1)), 'luns': {}, 'acls': [],
-                       'accounts': [], 'sessions': False, 'state': None}
+                       'accounts': [], 'sessions': False, 'state': None,
+                       'connections': []}
             targets[match.group(2)] = current
             section = lun = None
             continue
@@ -86,6 +87,11 @@ def parse_show(text):
             current['state'] = item.split(':', 1)[1].strip()
         elif section == 'I_T nexus' and item.startswith('I_T nexus:'):
             current['sessions'] = True
+            # for iSCSI the nexus id is the session id tgtadm --sid takes
+            nexus = item.split(':', 1)[1].strip()
+        elif section == 'I_T nexus' and item.startswith('Connection:'):
+            current['connections'].append(
+                (nexus, item.split(':', 1)[1].strip()))
         elif section == 'LUN':
             match = re.match(r'^LUN: (\d+)$', item)
             if match:
@@ -487,6 +493,19 @@ class Backend(object):
         return {'initiators': left}
 
     def resize(self, name, iqn, device, serial):
+        """Make tgtd see the zvol's new size.
+
+        tgtd reads the size once, when the LUN is added, and never tells an
+        initiator: the LUN must be re-added. A command that reaches the
+        target while LUN 0 is gone fails with ILLEGAL REQUEST, which Linux
+        does not retry (EIO in the guest). So, with initiators logged in:
+        the target goes offline (new logins are refused as a target error,
+        which open-iscsi retries), their connections are closed (the
+        commands in flight are requeued by the initiator's session
+        recovery, up to its replacement_timeout, 120 s by default), the LUN
+        is re-added and the target comes back. Measured with I/O running:
+        tests/functional/test_export.py ExtendUnderIOTestCase.
+        """
         live = self.targets().get(iqn)
         if live is None:
             return {'changed': False}
@@ -497,6 +516,11 @@ class Backend(object):
         tid = str(live['tid'])
         self._set_state(tid, 'offline')
         try:
+            for sid, cid in live['connections']:
+                self.tgtadm('--mode', 'conn', '--op', 'delete', '--tid', tid,
+                            '--sid', sid, '--cid', cid,
+                            ok=("can't find the session",
+                                "can't find the connection"))
             self._readd_lun(tid, device, serial)
         except BaseException:
             # back online whatever happened; the first error is the story
@@ -506,7 +530,8 @@ class Backend(object):
                 pass
             raise
         self._set_state(tid, 'ready')
-        return {'changed': True}
+        return {'changed': True,
+                'connections_closed': len(live['connections'])}
 
     def _readd_lun(self, tid, device, serial):
         for attempt in range(LUN_DELETE_ATTEMPTS):

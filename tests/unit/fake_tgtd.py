@@ -41,6 +41,7 @@ DOWN = ('tgtadm: failed to send request hdr to tgt daemon, Transport '
 NO_DRIVER = "can't find the driver"
 NO_TARGET = "can't find the target"
 NO_LUN = "can't find the logical unit"
+NO_SESSION = "can't find the session"
 TARGET_EXIST = 'this target already exists'
 LUN_EXIST = 'this logical unit number already exists'
 ACL_EXIST = 'this access control rule already exists'
@@ -85,6 +86,7 @@ ALLOWED = {
     ('logicalunit', 'new'): 'LmofytlbEYCS',
     ('logicalunit', 'delete'): 'LmotlC',
     ('logicalunit', 'update'): 'LmofytlPC',
+    ('conn', 'delete'): 'LmotscC',
 }
 SCSI_ID_LEN = SCSI_SN_LEN = 36
 TAB1, TAB2, TAB3, TAB4 = ' ' * 4, ' ' * 8, ' ' * 12, ' ' * 16
@@ -148,6 +150,7 @@ class FakeTgtd(object):
         self.failures = []          # [substring, stderr, returncode, times]
         self.before = None
         self._next_itn = 1
+        self.closed = []        # (tid, initiator) per connection closed
 
     # -- test controls -------------------------------------------------------
 
@@ -472,6 +475,18 @@ class FakeTgtd(object):
             raise AssertionError('fake tgtd does not model the iSCSI '
                                  'parameters of --op show --tid')
         return self.show()
+
+    # mode conn
+
+    def _op_conn_delete(self, opts):
+        # iscsi conn_close_force(): the initiator sees its connection drop
+        target = self._get(int(opts['tid']))
+        for session in target.sessions:
+            if session[0] == int(opts['sid']) and opts['cid'] == '0':
+                target.sessions.remove(session)
+                self.closed.append((target.tid, session[1]))
+                return
+        raise TgtadmError(NO_SESSION)
 
     # mode logicalunit
 

@@ -792,15 +792,34 @@ class ResizeTestCase(TgtTestBase):
 
     def test_resize(self):
         self.assertEqual('1074 MB', self.size_shown())
-        self.assertEqual({'changed': True},
+        self.assertEqual({'changed': True, 'connections_closed': 1},
                          self.backend.resize(NAME, IQN, DEVICE, SERIAL))
-        self.assertEqual(['target update', 'logicalunit delete',
-                          'logicalunit new', 'logicalunit update',
-                          'target update'], self.tgtd.changes())
+        # offline first (no new login can see the LUN gone), then the
+        # initiator's connection closed (its commands are requeued by its
+        # session recovery, never failed by a missing LUN), then the swap
+        self.assertEqual(['target update', 'conn delete',
+                          'logicalunit delete', 'logicalunit new',
+                          'logicalunit update', 'target update'],
+                         self.tgtd.changes())
         self.assertEqual(['offline', 'ready'], self.states())
+        self.assertEqual([(1, A)], self.tgtd.closed)
         self.assertEqual('2147 MB', self.size_shown())
         self.assert_exported()
-        self.assertTrue(self.ours().sessions)
+
+    def test_resize_without_sessions_closes_nothing(self):
+        self.ours().sessions.clear()
+        self.assertEqual({'changed': True, 'connections_closed': 0},
+                         self.backend.resize(NAME, IQN, DEVICE, SERIAL))
+        self.assertEqual([], self.tgtd.calls_of('conn delete'))
+        self.assertEqual('2147 MB', self.size_shown())
+
+    def test_resize_session_gone_meanwhile(self):
+        # the initiator logged out between show and close: not an error
+        self.tgtd.fail_next('--mode conn --op delete',
+                            "tgtadm: can't find the session")
+        self.backend.resize(NAME, IQN, DEVICE, SERIAL)
+        self.assertEqual('2147 MB', self.size_shown())
+        self.assert_exported()
 
     def test_lun_delete_retried_while_active(self):
         self.tgtd.set_busy(1, 1, 3)
@@ -911,6 +930,7 @@ class ParseShowTestCase(testtools.TestCase):
         targets = tgt.parse_show(LAB_SHOW)
         self.assertEqual({IQN: {
             'tid': 1, 'state': 'ready', 'sessions': False,
+            'connections': [],
             'luns': {0: 'None', 1: DEVICE}, 'accounts': ['userabcdefghij'],
             'acls': [NOWHERE, PLACEHOLDER,
                      'iqn.2026-11.org.cinder-zol:try']}}, targets)
@@ -953,6 +973,7 @@ class ParseShowTestCase(testtools.TestCase):
                       '                IP Address: 192.0.2.7\n'
                       '    LUN information:\n' % A, text)
         targets = tgt.parse_show(text)
+        self.assertEqual([('1', '0')], targets[IQN]['connections'])
         self.assertEqual((1, True, [A], []),
                          (targets[IQN]['tid'], targets[IQN]['sessions'],
                           targets[IQN]['acls'], targets[IQN]['accounts']))
