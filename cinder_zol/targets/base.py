@@ -21,6 +21,7 @@ Cinder's contract, which the volume manager relies on:
 
 import abc
 
+from oslo_concurrency import lockutils
 from oslo_config import cfg
 from oslo_log import log as logging
 
@@ -53,6 +54,8 @@ class Target(object, metaclass=abc.ABCMeta):
         self.configuration = configuration
         self.storage = storage
         self.helper = helper
+        # volume id -> ids of attachments whose detach already ran here
+        self._claims = {}
 
     # -- configuration -------------------------------------------------
 
@@ -168,21 +171,52 @@ class Target(object, metaclass=abc.ABCMeta):
 
         Returns True when another attachment of the volume remains, which
         tells the volume manager to keep the export.
+
+        Cinder's API loads the volume before its RPC call and drops the
+        attachment only after the call returns, so detaches made at the
+        same moment all list every attachment, and each would count the
+        others as remaining: nobody would deny the host or remove the
+        export. Each call therefore claims one attachment of its host,
+        under a per-volume lock, and counts only the unclaimed ones; a
+        claim ends when the volume no longer lists that attachment.
         """
-        others = len(live_attachments(volume)) > 1
-        if connector is None:
-            # force detach without a connector: we cannot tell whose
-            # attachment this is; cut nobody off while others remain
-            if not others:
-                self._deny(volume, None)
+        with lockutils.lock('cinder-zol-detach-%s' % volume.id):
+            live = live_attachments(volume)
+            listed = {a.id for a in live}
+            claimed = self._claims.setdefault(volume.id, set())
+            claimed &= listed
+            live = [a for a in live if a.id not in claimed]
+            if connector is None:
+                # force detach without a connector: we cannot tell whose
+                # attachment this is; cut nobody off while others remain
+                others = len(live) > 1
+                if not others:
+                    self._deny(volume, None)
+            else:
+                host = self.host_id(connector)
+                mine = [a for a in live if self._host_of(a) == host]
+                if mine:
+                    live.remove(mine[0])
+                others = bool(live)
+                if len(mine) > 1:
+                    LOG.debug('%(h)s keeps access to %(v)s: another '
+                              'attachment from it remains.',
+                              {'h': host, 'v': volume.name})
+                else:
+                    self._deny(volume, [host])
+                if mine:
+                    claimed.add(mine[0].id)
+            if not others or not claimed:
+                # the last one: every listed attachment is accounted for
+                self._claims.pop(volume.id, None)
             return others
-        host = self.host_id(connector)
-        if self.keeps_access(volume, host):
-            LOG.debug('%(h)s keeps access to %(v)s: another attachment '
-                      'from it remains.', {'h': host, 'v': volume.name})
-            return True
-        self._deny(volume, [host])
-        return others
+
+    def _host_of(self, attachment):
+        connector = getattr(attachment, 'connector', None) or {}
+        try:
+            return self.host_id(connector)
+        except cinder_exception.InvalidConnectorException:
+            return None
 
     def _deny(self, volume, hosts):
         if volume.provider_location:
@@ -209,15 +243,3 @@ class Target(object, metaclass=abc.ABCMeta):
             if host not in hosts:
                 hosts.append(host)
         return hosts
-
-    def keeps_access(self, volume, host):
-        """True when another attachment from this host remains."""
-        same = 0
-        for attachment in live_attachments(volume):
-            connector = getattr(attachment, 'connector', None) or {}
-            try:
-                if self.host_id(connector) == host:
-                    same += 1
-            except cinder_exception.InvalidConnectorException:
-                continue
-        return same > 1

@@ -95,6 +95,57 @@ class ManagerContractTestCase(test_driver.DriverTestBase):
         self.assertEqual([('deny', vol.name, [HOST_A]),
                           ('remove', vol.name)], self.backend.calls)
 
+    def detach_concurrently(self, vol, attachments):
+        """attachment_delete of each, all given the same volume.
+
+        Cinder's API loads the volume for each request before its RPC
+        call and drops the attachment only after it returns, so requests
+        made at the same moment all list every attachment.
+        """
+        for att in attachments:
+            with mock.patch.object(objects.VolumeAttachment, 'get_by_id',
+                                   return_value=att):
+                self.manager.attachment_delete(self.ctxt, att.id, vol)
+
+    def test_concurrent_detaches_of_two_hosts_remove_the_export(self):
+        vol, atts = self.attached_volume(
+            [connector(HOST_A, 'a'), connector(HOST_B, 'b')],
+            multiattach=True)
+        self.detach_concurrently(vol, atts)
+        self.assertIsNone(self.exported(vol))
+        self.assertIn(('remove', vol.name), self.backend.calls)
+        self.assertEqual({}, self.driver.target._claims)
+
+    def test_concurrent_detaches_from_one_host_deny_it(self):
+        vol, atts = self.attached_volume(
+            [connector(HOST_A, 'a'), connector(HOST_A, 'a'),
+             connector(HOST_B, 'b')], multiattach=True)
+        self.detach_concurrently(vol, atts[:2])
+        self.assertEqual([('deny', vol.name, [HOST_A])], self.backend.calls)
+        self.assertEqual([HOST_B], self.exported(vol)['initiators'])
+        self.detach_concurrently(vol, atts[2:])
+        self.assertIsNone(self.exported(vol))
+
+    def test_detach_after_another_finished_counts_afresh(self):
+        # a claim ends when Cinder no longer lists the attachment
+        vol, (att_a, att_b) = self.attached_volume(
+            [connector(HOST_A, 'a'), connector(HOST_A, 'a')],
+            multiattach=True)
+        self.detach(vol, att_a)
+        self.assertEqual([], self.backend.calls)
+        att_c = objects.VolumeAttachment(
+            context=self.ctxt, id=str(uuid.uuid4()), volume_id=vol.id,
+            attach_status='attached', connector=connector(HOST_A, 'a'),
+            attached_host='a', attach_mode='rw',
+            instance_uuid=str(uuid.uuid4()))
+        vol.volume_attachment = objects.VolumeAttachmentList(
+            objects=[att_b, att_c])
+        self.detach(vol, att_b)
+        self.assertEqual([], self.backend.calls)
+        self.detach(vol, att_c)
+        self.assertEqual([('deny', vol.name, [HOST_A]),
+                          ('remove', vol.name)], self.backend.calls)
+
     def test_last_detach_removes_the_export(self):
         vol, (att,) = self.attached_volume([connector(HOST_A, 'a')])
         self.detach(vol, att)
