@@ -21,6 +21,7 @@ from cinder.volume import volume_utils
 from cinder_zol import exception
 from cinder_zol.host import ops
 from cinder_zol import images
+from cinder_zol import manage
 from cinder_zol import options
 from cinder_zol import runner as runner_mod
 from cinder_zol import storage
@@ -33,7 +34,7 @@ ZFS_SPEC_PREFIX = 'zfs:'
 
 
 @interface.volumedriver
-class ZFSonLinuxISCSIDriver(san.SanISCSIDriver):
+class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
     """Volumes as ZFS zvols on a ZoL host, exported over iSCSI.
 
     Version history:

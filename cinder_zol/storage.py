@@ -137,6 +137,27 @@ class StorageHost(object):
     def rename(self, name, new_name):
         self.call('rename', self.parent, name, new_name)
 
+    # -- manage, unmanage, retype ----------------------------------------
+
+    def manageable(self):
+        return self.call('manageable', self.parent)['volumes']
+
+    def manage(self, existing, name):
+        return self.call('manage', self.parent, existing, name)
+
+    def unmanage(self, name):
+        self.call('unmanage', self.parent, name)
+
+    def manage_snapshot(self, name, existing, snapshot):
+        return self.call('manage-snapshot', self.parent, name, existing,
+                         snapshot)
+
+    def set_props(self, name, props, sparse=None, inherit=()):
+        payload = {'props': props, 'inherit': list(inherit)}
+        if sparse is not None:
+            payload['sparse'] = sparse
+        return self.call('set-props', self.parent, name, payload=payload)
+
     # -- image cache and zvol data ----------------------------------------
 
     def image_find(self, name):

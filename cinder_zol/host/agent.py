@@ -34,6 +34,7 @@ from . import execute
 from . import images
 from . import locks
 from . import log
+from . import manage  # noqa: F401 (registers manage, retype)
 from . import names
 from . import ops
 from . import target   # noqa: F401 (registers the target operations)

@@ -34,8 +34,10 @@ SETTABLE = frozenset((
     'logbias', 'primarycache', 'secondarycache', 'copies', 'checksum',
     'dedup', 'redundant_metadata', 'snapdev', 'volmode',
     MANAGED_PROP) + IMAGE_PROPS)
-# The property `zfs inherit` may clear (unmanage).
-INHERITABLE = frozenset((MANAGED_PROP,) + IMAGE_PROPS)
+# Properties `zfs inherit` may clear: the driver's marker (unmanage) and
+# what a retype drops (back to the parent's value).
+INHERITABLE = frozenset((MANAGED_PROP,) + IMAGE_PROPS) | (
+    SETTABLE - {'volsize', 'refreservation', 'volblocksize'})
 
 
 def _dataset(arg, parents):
@@ -122,6 +124,11 @@ def check_zfs(argv, parents):
     elif verb == 'destroy':
         _expect(len(args) == 2 and args[0] == '-d', argv)
         _snapshots(args[1], parents, several=True)
+    elif verb == 'rename' and len(args) == 2 and '@' in args[0]:
+        # a snapshot, renamed within its own zvol only
+        _snapshots(args[0], parents)
+        _snapshots(args[1], parents)
+        _expect(args[0].split('@')[0] == args[1].split('@')[0], argv)
     elif verb == 'rename':
         _expect(len(args) == 2, argv)
         _dataset(args[0], parents)

@@ -293,6 +293,10 @@ class ZfsHost(object):
         old, new = self.path(name), self.path(new_name)
         self._zfs('zfs rename %s %s' % (old, new), 'rename', old, new)
 
+    def rename_snapshot(self, name, snapshot, new_snapshot):
+        old, new = self.path(name, snapshot), self.path(name, new_snapshot)
+        self._zfs('zfs rename %s %s' % (old, new), 'rename', old, new)
+
     def set(self, name, props):
         args = ['%s=%s' % (k, v) for k, v in
                 sorted(names.properties(props).items())]

@@ -254,6 +254,13 @@ class FakeZfsHost(object):
                     self.free -= grow
                     ds['refreservation'] = v
                 ds['volsize'] = v
+            elif k == 'refreservation' and v == 'auto':
+                need = (ds['volsize'] or 0) - ds['refreservation']
+                if need > self.free:
+                    raise ZfsFailure("cannot set property for '%s': size is "
+                                     "greater than available space" % name)
+                self.free -= need
+                ds['refreservation'] = ds['volsize']
             elif k == 'refreservation':
                 self.free += ds['refreservation']
                 ds['refreservation'] = 0

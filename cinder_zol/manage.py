@@ -1,0 +1,205 @@
+"""Manage, unmanage and retype: the driver's half (a mixin of the driver).
+
+The storage host does the work and the refusing
+(:mod:`cinder_zol.host.manage`); here references are checked before
+anything is sent, and every refusal becomes what Cinder expects:
+``ManageExistingInvalidReference`` for manage; from retype ``(False, None)``
+for what cannot change in place (volblocksize, another backend: Cinder then
+migrates, or fails the retype when the migration policy is "never"), and
+the host's error for a property it refuses.
+"""
+
+from oslo_log import log as logging
+
+from cinder import exception as cinder_exception
+from cinder.i18n import _
+from cinder.volume import volume_utils
+
+from cinder_zol import exception
+from cinder_zol.host import errors as host_errors
+from cinder_zol.host import names
+
+LOG = logging.getLogger(__name__)
+
+ZFS_SPEC_PREFIX = 'zfs:'
+# What a live zvol cannot change: such a retype is a migration.
+FIXED_PROPS = ('volblocksize',)
+
+
+def _source_name(existing_ref, what):
+    """The one safe name component a manage reference may carry."""
+    name = existing_ref.get('source-name') if isinstance(
+        existing_ref, dict) else None
+    if not name:
+        raise cinder_exception.ManageExistingInvalidReference(
+            existing_ref=existing_ref,
+            reason=_('give the %s to manage as source-name') % what)
+    try:
+        return names.component(name, what)
+    except host_errors.Refused as e:
+        raise cinder_exception.ManageExistingInvalidReference(
+            existing_ref=existing_ref, reason=e.message)
+
+
+class ManageMixin(object):
+    """Cinder's manage/unmanage/retype driver methods for ZoL."""
+
+    # -- volumes ---------------------------------------------------------
+
+    def _manageable(self):
+        return {v['name']: v for v in self.storage.manageable()}
+
+    def _manageable_volume(self, existing_ref):
+        name = _source_name(existing_ref, _('zvol name'))
+        entry = self._manageable().get(name)
+        if entry is None:
+            raise cinder_exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref,
+                reason=_('no zvol %(n)s directly under %(p)s') % {
+                    'n': name, 'p': self.storage.parent})
+        if entry['reason_not_safe']:
+            raise cinder_exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason=entry['reason_not_safe'])
+        return entry
+
+    def manage_existing_get_size(self, volume, existing_ref):
+        """Whole GiB, rounded up: manage grows the zvol to that size."""
+        return self._manageable_volume(existing_ref)['size_gb']
+
+    def manage_existing(self, volume, existing_ref):
+        """Rename the zvol to Cinder's name and mark it managed."""
+        entry = self._manageable_volume(existing_ref)
+        try:
+            result = self.storage.manage(entry['name'], volume.name)
+        except (exception.HostRefused, exception.ZfsNotFound) as e:
+            raise cinder_exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason=str(e))
+        if result.get('grown'):
+            LOG.info('Managed %(src)s as %(vol)s, grown to %(gb)d GiB '
+                     '(Cinder sizes are whole GiB).',
+                     {'src': entry['name'], 'vol': volume.name,
+                      'gb': result['size_gb']})
+        return None
+
+    def unmanage(self, volume):
+        """Drop the marker; the zvol stays as volume.name for the operator."""
+        self.storage.unmanage(volume.name)
+
+    def get_manageable_volumes(self, cinder_volumes, marker, limit, offset,
+                               sort_keys, sort_dirs):
+        known = {v.name: v.id for v in cinder_volumes}
+        entries = []
+        for name, v in sorted(self._manageable().items()):
+            reason = v['reason_not_safe']
+            cinder_id = known.get(name)
+            if cinder_id:
+                reason = _('already managed')
+            entries.append({
+                'reference': {'source-name': name},
+                'size': v['size_gb'],
+                'safe_to_manage': reason is None,
+                'reason_not_safe': reason,
+                'cinder_id': cinder_id,
+                'extra_info': None})
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs)
+
+    # -- snapshots -------------------------------------------------------
+
+    def _manageable_snapshot(self, snapshot, existing_ref):
+        name = _source_name(existing_ref, _('snapshot name'))
+        volume = self._manageable().get(snapshot.volume.name)
+        snaps = {s['name']: s for s in (volume or {}).get('snapshots', ())}
+        snap = snaps.get(name)
+        if snap is None:
+            raise cinder_exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref,
+                reason=_('no snapshot %(s)s of %(v)s') % {
+                    's': name, 'v': snapshot.volume.name})
+        if snap['clones']:
+            raise cinder_exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref,
+                reason=_('it has clones: %s') % ', '.join(snap['clones']))
+        return snap
+
+    def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
+        return self._manageable_snapshot(snapshot, existing_ref)['size_gb']
+
+    def manage_existing_snapshot(self, snapshot, existing_ref):
+        snap = self._manageable_snapshot(snapshot, existing_ref)
+        try:
+            self.storage.manage_snapshot(snapshot.volume.name, snap['name'],
+                                         snapshot.name)
+        except (exception.HostRefused, exception.ZfsNotFound,
+                exception.NotOwned) as e:
+            raise cinder_exception.ManageExistingInvalidReference(
+                existing_ref=existing_ref, reason=str(e))
+        return None
+
+    def unmanage_snapshot(self, snapshot):
+        """Cinder forgets it; the ZFS snapshot stays under its name."""
+
+    def get_manageable_snapshots(self, cinder_snapshots, marker, limit,
+                                 offset, sort_keys, sort_dirs):
+        known = {s.name: s.id for s in cinder_snapshots}
+        entries = []
+        for vname, v in sorted(self._manageable().items()):
+            if not v['managed']:
+                continue    # its snapshots come with the volume
+            for s in v['snapshots']:
+                cinder_id = known.get(s['name'])
+                reason = None
+                if cinder_id:
+                    reason = _('already managed')
+                elif s['clones']:
+                    reason = _('it has clones: %s') % ', '.join(s['clones'])
+                entries.append({
+                    'reference': {'source-name': s['name']},
+                    'size': s['size_gb'],
+                    'safe_to_manage': reason is None,
+                    'reason_not_safe': reason,
+                    'cinder_id': cinder_id,
+                    'extra_info': None,
+                    'source_reference': {'source-name': vname}})
+        return volume_utils.paginate_entries_list(
+            entries, marker, limit, offset, sort_keys, sort_dirs)
+
+    # -- retype ----------------------------------------------------------
+
+    def retype(self, context, volume, new_type, diff, host):
+        """Change in place what a live zvol can change, else (False, None).
+
+        zfs:<property> extra specs are set (or inherited when the new type
+        drops them); provisioning:type switches thin/thick through
+        refreservation, which fails with a clear error when the pool lacks
+        the space. volblocksize and another backend need a migration.
+        """
+        if volume_utils.extract_host(host.get('host'), 'backend') != \
+                volume_utils.extract_host(volume.host, 'backend'):
+            return False, None
+        specs = diff.get('extra_specs') or {}
+        changed, dropped = {}, []
+        for key, (old, new) in sorted(specs.items()):
+            if not key.startswith(ZFS_SPEC_PREFIX):
+                continue
+            prop = key[len(ZFS_SPEC_PREFIX):]
+            if prop in FIXED_PROPS:
+                LOG.info('Retype of %(v)s changes %(p)s: needs a migration.',
+                         {'v': volume.name, 'p': prop})
+                return False, None
+            if new is None:
+                dropped.append(prop)
+            else:
+                changed[prop] = str(new)
+        sparse = None
+        if 'provisioning:type' in specs:
+            kind = specs['provisioning:type'][1]
+            sparse = (kind == 'thin') if kind in ('thin', 'thick') \
+                else self.configuration.san_thin_provision
+        if not changed and not dropped and sparse is None:
+            return True, None
+        # a property the host refuses fails the retype: a migration would
+        # be refused the same property
+        self.storage.set_props(volume.name, changed, sparse=sparse,
+                               inherit=dropped)
+        return True, None
