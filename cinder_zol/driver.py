@@ -15,6 +15,8 @@ from cinder import exception as cinder_exception
 from cinder.i18n import _
 from cinder.image import image_utils
 from cinder import interface
+from cinder.message import api as message_api
+from cinder.message import message_field
 from cinder.volume.drivers.san import san
 from cinder.volume import volume_utils
 
@@ -232,9 +234,17 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
             LOG.debug('Image %(i)s: no golden-image clone (%(w)s).',
                       {'i': image_meta.get('id'), 'w': why_not})
             return None, False
-        return self.image_cache.clone(context, volume, image_meta,
-                                      image_service,
-                                      self._wishes(volume)), True
+        try:
+            return self.image_cache.clone(context, volume, image_meta,
+                                          image_service,
+                                          self._wishes(volume)), True
+        except cinder_exception.ImageCopyFailure as e:
+            # Cinder records no user message for a failed clone_image:
+            # without one the user sees only an error status
+            message_api.API().create(
+                context, message_field.Action.COPY_IMAGE_TO_VOLUME,
+                resource_uuid=volume.id, exception=e)
+            raise
 
     def copy_image_to_volume(self, context, volume, image_service, image_id,
                              disable_sparse=False):

@@ -21,6 +21,7 @@ import errno
 import math
 import os
 
+from oslo_concurrency import processutils
 from oslo_log import log as logging
 from oslo_utils import units
 
@@ -120,15 +121,35 @@ def _gib(size):
     return max(1, int(math.ceil(size / float(units.Gi))))
 
 
+# refusals Cinder already does not reschedule: they pass unchanged
+_NO_RESCHEDULE = (cinder_exception.ImageUnacceptable,
+                  cinder_exception.ImageTooBig,
+                  cinder_exception.ImageConversionNotAllowed,
+                  cinder_exception.ImageSignatureVerificationException,
+                  cinder_exception.ImageCopyFailure)
+
+
 @contextlib.contextmanager
 def fetched(context, image_service, image_id, volume_size=None,
             blocksize=units.Mi, disable_sparse=False):
-    """The image as a sparse raw file in image_conversion_dir."""
+    """The image as a sparse raw file in image_conversion_dir.
+
+    A failure to get the image's data (download, checksum, conversion) is
+    an ImageCopyFailure, as in Cinder's own copy path: Cinder does not
+    reschedule that, since every backend would fetch the same bad image.
+    """
     with image_utils.temporary_file(prefix='zol-image-%s-' % image_id) as tmp:
-        image_utils.fetch_to_raw(context, image_service, image_id, tmp,
-                                 blocksize, size=volume_size,
-                                 run_as_root=False,
-                                 disable_sparse=disable_sparse)
+        try:
+            image_utils.fetch_to_raw(context, image_service, image_id, tmp,
+                                     blocksize, size=volume_size,
+                                     run_as_root=False,
+                                     disable_sparse=disable_sparse)
+        except _NO_RESCHEDULE:
+            raise
+        except processutils.ProcessExecutionError as e:
+            raise cinder_exception.ImageCopyFailure(reason=e.stderr)
+        except Exception as e:
+            raise cinder_exception.ImageCopyFailure(reason=e)
         yield tmp
 
 

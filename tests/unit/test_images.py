@@ -8,11 +8,15 @@ import threading
 
 from unittest import mock
 
+from oslo_concurrency import processutils
 from oslo_utils import units
 
 from cinder import exception as cinder_exception
 from cinder.image import image_utils
+from cinder.message import api as message_api
+from cinder.message import message_field
 from cinder import objects
+from cinder.volume.flows.manager import create_volume
 
 from cinder_zol import exception
 from cinder_zol import images
@@ -224,6 +228,31 @@ class ImageCacheTestCase(test_driver.DriverTestBase):
         self.assert_only_parent_left()
         self.assertEqual([], [f for f in os.listdir(self.dir)
                               if f.startswith('zol-image')])
+
+    def _bad_image(self, error):
+        self.mock_object(image_utils, 'fetch_to_raw', side_effect=error)
+        create = self.mock_object(message_api.API, 'create')
+        self.assertRaises(cinder_exception.ImageCopyFailure,
+                          self.clone_image, self.volume(1))
+        self.assert_only_parent_left()
+        # Cinder reschedules a create that fails with anything else: the
+        # next backend would fetch the same bad image again, and the user
+        # would only learn that no backend was found
+        self.assertIn(cinder_exception.ImageCopyFailure,
+                      create_volume.OnFailureRescheduleTask(
+                          None, None, None, None, False).no_reschedule_types)
+        create.assert_called_once_with(
+            self.ctxt, message_field.Action.COPY_IMAGE_TO_VOLUME,
+            resource_uuid=mock.ANY, exception=mock.ANY)
+
+    def test_corrupt_image_fails_without_reschedule(self):
+        self._bad_image(processutils.ProcessExecutionError(
+            cmd='qemu-img convert', exit_code=1,
+            stderr='qcow2: Image is corrupt'))
+
+    def test_download_checksum_mismatch_fails_without_reschedule(self):
+        self._bad_image(cinder_exception.ImageDownloadFailed(
+            image_href=IMAGE, reason='Corrupt image download'))
 
     def test_image_larger_than_the_volume(self):
         raw = os.path.join(self.dir, 'big.raw')
