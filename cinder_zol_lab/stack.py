@@ -238,6 +238,9 @@ class CinderStack:
             f'enabled_backends = {BACKEND}',
             'debug = True',
             f'image_conversion_dir = {self.state}/conversion',
+            # upload-to-image of an attached volume (--force): the driver
+            # reads a temporary clone
+            'enable_force_upload = True',
         ]
         if self.glance and self.auth == 'noauth':
             # with keystone, cinder finds glance in the token's catalog
