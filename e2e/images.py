@@ -275,13 +275,14 @@ class Scenarios:
 
         On success the cleanup is checked (cache purged, only the parent
         dataset left); after a failure it is best effort, so the scenarios
-        after this one start on a clean host either way.
+        after this one start on a clean host either way. An interrupted
+        run (Terminated, Ctrl-C) skips it: the guest goes anyway.
         """
         self._made = {'volumes': [], 'images': [], 'attachments': []}
         with tempfile.TemporaryDirectory(prefix='e2e-images-') as tmp:
             try:
                 yield Path(tmp)
-            except BaseException:
+            except Exception:
                 self._cleanup(strict=False)
                 raise
             self._cleanup(strict=True)
@@ -289,9 +290,8 @@ class Scenarios:
     def _cleanup(self, strict: bool) -> None:
         steps = [(self.detach, att, name)
                  for att, name in self._made['attachments']]
-        steps += [(self.delete_volume, name)
-                  for name in self._made['volumes']
-                  if self.get('volumes', self.ids[name]) is not None]
+        steps += [(self._delete_if_there, name)
+                  for name in self._made['volumes']]
         steps += [(self._glance, 'DELETE', f'/images/{iid}', (204, 404))
                   for iid in self._made['images']]
         steps += [(self._purge,)]
@@ -308,6 +308,10 @@ class Scenarios:
             self._prove(not self.all_volumes(),
                         f'volumes left: {self.all_volumes()}')
             self.expect_only_parent()
+
+    def _delete_if_there(self, name: str) -> None:
+        if self.get('volumes', self.ids[name]) is not None:
+            self.delete_volume(name)
 
     # -- scenarios -------------------------------------------------------
 
