@@ -32,7 +32,7 @@ def parse_args(argv=None):
 
 
 def run(target, mode, args, out):
-    """One lab guest, one ratios.py run; its JSON, or None if it failed."""
+    """One lab guest, one ratios.py run; its JSON (rows so far) or None."""
     cmd = [sys.executable, '-m', 'cinder_zol_lab', 'run', '--target', target,
            '--mode', mode, '--', sys.executable,
            os.path.join(HERE, 'ratios.py'), '--json', out,
@@ -41,12 +41,15 @@ def run(target, mode, args, out):
     cmd += ['--eventlet'] if args.eventlet else []
     print('\n=== %s, %s ===' % (target, mode), flush=True)
     code = subprocess.call(cmd, cwd=os.path.dirname(HERE))
-    if code != 0 or not os.path.exists(out):
+    if code != 0:
         print('bench: %s/%s failed (exit status %s)' % (target, mode, code),
               flush=True)
+    if not os.path.exists(out):
         return None
     with open(out) as f:
-        return json.load(f)
+        result = json.load(f)
+    result['ok'] = code == 0
+    return result
 
 
 def side_by_side(target, results):
@@ -58,7 +61,7 @@ def side_by_side(target, results):
             rows.setdefault(row['key'], {'label': row['label']})[mode] = row
     print('\n%s: root vs least-privilege (driver s, ratio to floor, round '
           'trips; lp/root = driver time least-privilege / root)' % target)
-    print('%-44s %17s %17s %7s' % ('', 'least-privilege', 'root', ''))
+    print('%-44s %18s %18s' % ('', 'least-privilege', 'root'))
     print('%-44s %8s %5s %3s %8s %5s %3s %7s' % (
         'operation', 'driver s', 'ratio', 'rt', 'driver s', 'ratio', 'rt',
         'lp/root'))
@@ -89,7 +92,7 @@ def main(argv=None):
             for mode in MODES:
                 result = run(target, mode, args,
                              os.path.join(tmp, '%s-%s.json' % (target, mode)))
-                ok = ok and result is not None
+                ok = ok and bool(result and result['ok'])
                 tables.setdefault(target, {})[mode] = result
     for target in targets:
         side_by_side(target, tables[target])
