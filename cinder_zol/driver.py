@@ -156,7 +156,19 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
         try:
             result = self.storage.delete_volume(volume.name)
         except exception.ZfsBusy:
-            raise cinder_exception.VolumeIsBusy(volume_name=volume.name)
+            # busy: a leftover export (see Target.release) or a real user
+            try:
+                released = self.target.release(volume)
+            except exception.HostOperationFailed as e:
+                LOG.warning('Could not check %(v)s for a leftover export: '
+                            '%(e)s', {'v': volume.name, 'e': e})
+                released = False
+            if not released:
+                raise cinder_exception.VolumeIsBusy(volume_name=volume.name)
+            try:
+                result = self.storage.delete_volume(volume.name)
+            except exception.ZfsBusy:
+                raise cinder_exception.VolumeIsBusy(volume_name=volume.name)
         if result == 'gone':
             LOG.info('Volume %s was not on the storage host; treating the '
                      'delete as done.', volume.name)

@@ -157,6 +157,23 @@ class Target(object, metaclass=abc.ABCMeta):
                       {'iqn': self.target_name(volume)})
         LOG.info('Removed the export of %s.', volume.name)
 
+    def release(self, volume):
+        """Remove any export of a volume being deleted; True if one was.
+
+        An export whose request was lost (connection dropped, cinder-volume
+        killed) can still complete on the storage host after Cinder gave
+        up on it, with no provider_location to show for it, so Cinder never
+        calls remove_export. A volume being deleted has no attachments:
+        any export of it is such a leftover, and it keeps the zvol busy.
+        """
+        result = self._request('remove', volume,
+                               {'iqn': self.target_name(volume)})
+        if result.get('removed'):
+            LOG.warning('Removed a leftover export of %s (an export whose '
+                        'request was lost) before deleting it.', volume.name)
+            return True
+        return False
+
     def initialize_connection(self, volume, connector):
         self.host_id(connector)   # validates the connector
         if not volume.provider_location:

@@ -301,6 +301,37 @@ class DeleteTestCase(DriverTestBase):
                               self.driver.delete_volume, vol)
         self.assertIsNotNone(self.ds(vol.name))
 
+    def test_leftover_export_released_by_delete(self):
+        # an export whose request was lost completed on the host anyway:
+        # no provider_location, so Cinder never calls remove_export for it
+        vol = self.volume()
+        self.driver.create_volume(vol)
+        connector = {'initiator': INITIATOR, 'host': 'compute1'}
+        self.driver.create_export(self.ctxt, vol, connector)
+        vol.provider_location = vol.provider_auth = None
+        self.driver.remove_export(self.ctxt, vol)      # a no-op
+        self.zfs.busy.add(self.path(vol.name))         # the target holds it
+        real_remove = self.backend.remove
+
+        def remove(name, iqn):
+            self.zfs.busy.discard(self.path(vol.name))
+            return real_remove(name, iqn)
+        self.backend.remove = remove
+        with mock.patch.object(zfs, 'BUSY_WAIT', 0.3):
+            self.driver.delete_volume(vol)
+        self.assert_only_parent_left()
+        self.assertEqual({}, self.backend.exports)
+
+    def test_busy_without_export_stays_busy(self):
+        vol = self.volume()
+        self.driver.create_volume(vol)
+        self.zfs.busy.add(self.path(vol.name))
+        with mock.patch.object(zfs, 'BUSY_WAIT', 0.3):
+            self.assertRaises(cinder_exception.VolumeIsBusy,
+                              self.driver.delete_volume, vol)
+        self.assertEqual(['remove'], [c[0] for c in self.backend.calls])
+        self.assertIsNotNone(self.ds(vol.name))
+
     def test_busy_for_a_moment_is_retried(self):
         vol = self.volume()
         self.driver.create_volume(vol)
