@@ -13,12 +13,14 @@ inside ``python -m cinder_zol_lab run --target tgtadm -- ...``. Inside, it
 starts MariaDB, RabbitMQ, keystone, glance-api and cinder-api/scheduler/
 volume on 127.0.0.1 (cinder_zol_lab/stack.py's KeystoneStack) with exactly
 one backend (cinder_zol.ZFSonLinuxISCSIDriver on the guest), checks glance
-with an image round trip (glance stays off in tempest.conf), writes
-tempest.conf from what the driver implements (tempest/features.py)
-and what the backend reports to the scheduler, runs tempest.api.volume and
-cinder_tempest_plugin.api.volume minus tempest/exclude.txt, checks that the
-ZFS host holds nothing but the parent dataset, stops every process it
-started by its process group id and prints the counts. The last line is
+with an image round trip, uploads the qcow2 image tempest makes volumes
+from (``[compute] image_ref``), writes tempest.conf from what the driver
+implements (tempest/features.py) and what the backend reports to the
+scheduler, runs tempest.api.volume and cinder_tempest_plugin.api.volume
+minus tempest/exclude.txt, deletes that image, purges the storage host's
+image cache and checks that the ZFS host holds nothing but the parent
+dataset, stops every process it started by its process group id and
+prints the counts. The last line is
 ``N passed, M failed, K skipped``; the exit status is 1 on any failure.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -49,6 +52,8 @@ from cinder_zol_lab import venvs  # noqa: E402
 
 INCLUDE = r'^(tempest\.api\.volume|cinder_tempest_plugin\.api\.volume)\.'
 EXCLUDE_FILE = HERE / 'exclude.txt'
+AGENT = '/usr/libexec/cinder-zol/cinder-zol-host'
+MiB = 2 ** 20
 
 # What a skipped test would need, by a piece of tempest's skip reason.
 NEEDS = [
@@ -137,8 +142,75 @@ def read_excludes() -> list[tuple[str, str]]:
     return out
 
 
+def upload_image_ref(stack, state: Path) -> str:
+    """A public 64 MiB qcow2 image (some data, zeros); its id.
+
+    qcow2, so every volume tempest makes from ``image_ref`` goes through
+    the conversion as well as the driver's golden-image cache.
+    """
+    import requests
+
+    raw, qcow2 = state / 'image-ref.raw', state / 'image-ref.qcow2'
+    with open(raw, 'wb') as f:
+        f.truncate(64 * MiB)
+        os.pwrite(f.fileno(), os.urandom(MiB), 0)
+        os.pwrite(f.fileno(), b'cinder-zol' * 1000, 63 * MiB)
+    subprocess.run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2',
+                    str(raw), str(qcow2)], check=True, capture_output=True)
+    raw.unlink()
+    url = f'{stack.glance.url}/v2/images'
+    headers = stack.auth_headers()
+    r = requests.post(url, headers=headers, timeout=60, json={
+        'name': 'cinder-zol-tempest-image-ref', 'disk_format': 'qcow2',
+        'container_format': 'bare', 'visibility': 'public'})
+    r.raise_for_status()
+    image_id = r.json()['id']
+    with open(qcow2, 'rb') as f:
+        requests.put(f'{url}/{image_id}/file', data=f, timeout=120,
+                     headers={**headers, 'Content-Type':
+                              'application/octet-stream'}
+                     ).raise_for_status()
+    image = requests.get(f'{url}/{image_id}', headers=headers,
+                         timeout=60).json()
+    if image['status'] != 'active':
+        raise RuntimeError(f'image_ref {image_id}: {image["status"]}')
+    qcow2.unlink()
+    return image_id
+
+
+def delete_image(stack, image_id: str) -> None:
+    import requests
+
+    r = requests.delete(f'{stack.glance.url}/v2/images/{image_id}',
+                        headers=stack.auth_headers(), timeout=60)
+    if r.status_code not in (204, 404):
+        raise RuntimeError(f'deleting image {image_id}: {r.status_code} '
+                           f'{r.text[:300]}')
+
+
+def purge_image_cache(guest: GuestShell) -> list[str]:
+    """Evict every golden image zvol; the entries evicted.
+
+    The cache outlives the images (tempest deletes its own, and ours is
+    gone too by now): the agent's image-purge, sent over SSH as the
+    driver's account, as the driver would send it.
+    """
+    login = dataclasses.replace(guest, user=guest.login)
+    r = login.run([AGENT, 'image-purge', guest.parent], input='{}',
+                  check=False, control=False)
+    try:
+        reply = json.loads(r.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        reply = {}
+    if not reply.get('ok'):
+        raise RuntimeError(f'image-purge: exit {r.returncode} '
+                           f'{r.stdout[-300:]}{r.stderr[-300:]}')
+    return reply['result']['evicted']
+
+
 def tempest_conf(stack, pools: list, feats: dict, state: Path,
-                 build_timeout: int) -> configparser.ConfigParser:
+                 build_timeout: int,
+                 image_ref: str | None = None) -> configparser.ConfigParser:
     caps = pools[0].get('capabilities', {})
     c = configparser.ConfigParser(interpolation=None)
     c.optionxform = str
@@ -156,8 +228,12 @@ def tempest_conf(stack, pools: list, feats: dict, state: Path,
                      'auth_version': 'v3', 'region': stack_mod.REGION}
     c['identity-feature-enabled'] = {'api_v2': 'False'}
     c['service_available'] = {
-        'cinder': 'True', 'nova': 'False', 'glance': 'False',
+        'cinder': 'True', 'nova': 'False', 'glance': str(bool(image_ref)),
         'neutron': 'False', 'swift': 'False', 'barbican': 'False'}
+    if image_ref:
+        c['compute'] = {'image_ref': image_ref, 'image_ref_alt': image_ref}
+        c['image'] = {'region': stack_mod.REGION,
+                      'endpoint_type': 'publicURL'}
     # cinder 29's oslo.policy always enforces scope and the new defaults
     c['enforce_scope'] = {'cinder': 'True'}
     c['validation'] = {'run_validation': 'False'}
@@ -228,6 +304,7 @@ def inner(args) -> int:
     failed_checks: list[str] = []
     results: dict = {}
     excluded: list[str] = []
+    image_ref = None
     ok = False
     try:
         stack.start()
@@ -238,6 +315,8 @@ def inner(args) -> int:
             log(f'tempest: glance {stack.glance.url} (in the catalog): 1 MiB '
                 f'raw image created, uploaded, downloaded, deleted in '
                 f'{dt:.2f}s')
+            image_ref = upload_image_ref(stack, state)
+            log(f'tempest: image_ref {image_ref} (64 MiB qcow2, public)')
         caps = pools[0].get('capabilities', {})
         log(f'tempest: pool {pools[0]["name"]}: ' + ', '.join(
             f'{k}={caps.get(k)}' for k in (
@@ -259,7 +338,8 @@ def inner(args) -> int:
         subprocess.run([str(te / 'bin' / 'tempest'), 'init', str(ws)],
                        check=True, capture_output=True,
                        env=dict(os.environ, HOME=str(state)))
-        conf = tempest_conf(stack, pools, feats, state, args.build_timeout)
+        conf = tempest_conf(stack, pools, feats, state, args.build_timeout,
+                            image_ref)
         with open(ws / 'etc' / 'tempest.conf', 'w') as f:
             conf.write(f)
         shutil.copy(ws / 'etc' / 'tempest.conf', state / 'tempest.conf')
@@ -284,8 +364,9 @@ def inner(args) -> int:
         t_run = time.monotonic()
         log(f'tempest: running with concurrency {args.concurrency}')
         argv = [str(te / 'bin' / 'tempest'), 'run', '--regex', include,
-                '--exclude-list', str(EXCLUDE_FILE),
                 '--concurrency', str(args.concurrency)]
+        if excludes:       # (a list of comments only: nothing to pass)
+            argv += ['--exclude-list', str(EXCLUDE_FILE)]
         with open(state / 'logs' / 'tempest-run.out', 'w') as out:
             proc = subprocess.Popen(argv, cwd=ws, env=env,
                                     stdout=subprocess.PIPE,
@@ -326,6 +407,11 @@ def inner(args) -> int:
         if left:
             failed_checks.append('left in Cinder after the run: '
                                  + '; '.join(left[:20]))
+        if image_ref:
+            delete_image(stack, image_ref)
+        if guest is not None and stack.glance:
+            evicted = purge_image_cache(guest)
+            log(f'tempest: image cache purged: {" ".join(evicted) or "-"}')
         if guest is not None:
             names = guest.zfs_names()
             log(f'tempest: zfs list -H -o name -t all -r {guest.parent}: '
