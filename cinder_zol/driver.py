@@ -156,7 +156,11 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
         try:
             result = self.storage.delete_volume(volume.name)
         except exception.ZfsBusy:
-            # busy: a leftover export (see Target.release) or a real user
+            # busy: a leftover export (see Target.release) or a real user.
+            # A recorded export is Cinder's to remove (the manager calls
+            # remove_export before delete_volume): that stays busy.
+            if volume.provider_location:
+                raise cinder_exception.VolumeIsBusy(volume_name=volume.name)
             try:
                 released = self.target.release(volume)
             except exception.HostOperationFailed as e:

@@ -163,8 +163,9 @@ class Target(object, metaclass=abc.ABCMeta):
         An export whose request was lost (connection dropped, cinder-volume
         killed) can still complete on the storage host after Cinder gave
         up on it, with no provider_location to show for it, so Cinder never
-        calls remove_export. A volume being deleted has no attachments:
-        any export of it is such a leftover, and it keeps the zvol busy.
+        calls remove_export. A volume being deleted without a recorded
+        export has no attachments: any export of it is such a leftover,
+        and it keeps the zvol busy.
         """
         result = self._request('remove', volume,
                                {'iqn': self.target_name(volume)})
