@@ -47,15 +47,16 @@ BUILD_SCRIPT = LAB_DIR / 'build-image.sh'
 RECIPE_FILES = (BUILD_SCRIPT,)
 
 # Storage-host releases the lab can build: name -> build-image.sh options.
-# debian12 is the default (what CI runs every tier on); the others are the
-# release matrix (Debian 13 with its own OpenZFS 2.3, and with 2.4 from
-# trixie-backports). CINDER_ZOL_LAB_PROFILE or --profile picks one.
+# debian13 (OpenZFS 2.3 from contrib) is the default: what an operator
+# installs today, and what CI runs every tier on; debian12 (OpenZFS 2.1) and
+# debian13-zfs24 (2.4 from trixie-backports) are the release matrix
+# (tox -e matrix). CINDER_ZOL_LAB_PROFILE or --profile picks one.
 PROFILES = {
     'debian12': ('--suite', 'bookworm', '--zfs', 'suite'),
     'debian13': ('--suite', 'trixie', '--zfs', 'suite'),
     'debian13-zfs24': ('--suite', 'trixie', '--zfs', 'backports'),
 }
-DEFAULT_PROFILE = 'debian12'
+DEFAULT_PROFILE = 'debian13'
 
 TARGET_HELPERS = ('tgtadm', 'lioadm')
 # How the storage host is set up: the driver logs in as an unprivileged
