@@ -58,13 +58,34 @@ def managed_zvol(host, parent, name, wait=30):
     if not ds.managed:
         raise errors.NotOwned('%s is not managed by cinder-zol'
                               % zfs_host.path(name))
-    return host.wait_for_device(zfs_host.device(name), wait)
+    return host.wait_for_device(zfs_host.device(name), wait,
+                                lambda: retrigger_zvols(host.executor))
 
 
-def wait_for_device(link, wait):
-    """The /dev/zvol link once it resolves to a zvol device node."""
-    deadline = time.monotonic() + wait
+# A busy storage host sometimes loses a new zvol's udev event: the node
+# exists, the /dev/zvol link never comes. After this long, ask udev again.
+RETRIGGER_AFTER = 5
+
+
+def retrigger_zvols(executor):
+    """Replay udev's change events of the zvol nodes (links are idempotent)."""
+    executor.run(['udevadm', 'trigger', '--action=change',
+                  '--subsystem-match=block', '--sysname-match=zd*'])
+    executor.run(['udevadm', 'settle', '--timeout=10'])
+
+
+def wait_for_device(link, wait, retrigger=None):
+    """The /dev/zvol link once it resolves to a zvol device node.
+
+    ``retrigger()`` runs once if the link is still missing after
+    RETRIGGER_AFTER seconds.
+    """
+    start = time.monotonic()
+    deadline = start + wait
     while True:
+        if retrigger and time.monotonic() - start >= RETRIGGER_AFTER:
+            retrigger()
+            retrigger = None
         real = os.path.realpath(link)
         try:
             if _ZVOL_NODE.match(real) and stat.S_ISBLK(os.stat(real).st_mode):

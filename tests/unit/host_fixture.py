@@ -58,7 +58,8 @@ def make_host(zfs=None, datasets=(PARENT,), helpers=('tgtadm', 'lioadm'),
     host.target_runner = (lambda operation, args, payload:
                           operation.func(host, *args, payload=payload))
     host.devices = FakeDevices(zfs, tmp)
-    host.wait_for_device = host.devices.path
+    host.wait_for_device = (lambda link, wait, retrigger=None:
+                            host.devices.path(link, wait))
     host.tmp = tmp
     return host
 

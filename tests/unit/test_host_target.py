@@ -99,6 +99,23 @@ class DeviceTestCase(testtools.TestCase):
                               '/dev/zvol/tank/cinder/nothing-here', 0.2)
         self.assertIn('did not appear', str(e))
 
+    def test_lost_udev_event_is_replayed_once(self):
+        calls = []
+        with mock.patch.object(target, 'RETRIGGER_AFTER', 0.05):
+            self.assertRaises(errors.Timeout, target.wait_for_device,
+                              '/dev/zvol/tank/cinder/nothing-here', 0.3,
+                              lambda: calls.append('trigger'))
+        self.assertEqual(['trigger'], calls)
+
+    def test_retrigger_replays_zvol_events(self):
+        executor = mock.Mock()
+        target.retrigger_zvols(executor)
+        self.assertEqual(
+            [mock.call(['udevadm', 'trigger', '--action=change',
+                        '--subsystem-match=block', '--sysname-match=zd*']),
+             mock.call(['udevadm', 'settle', '--timeout=10'])],
+            executor.run.call_args_list)
+
     def test_link_to_something_else_is_not_a_zvol(self):
         tmp = tempfile.mkdtemp()
         link = os.path.join(tmp, 'volume-a')
@@ -116,7 +133,8 @@ class StreamTestCase(testtools.TestCase):
         fd, self.device = tempfile.mkstemp()
         os.ftruncate(fd, 8 * MiB)
         os.close(fd)
-        self.host.wait_for_device = lambda link, wait: self.device
+        self.host.wait_for_device = (
+            lambda link, wait, retrigger=None: self.device)
 
     @staticmethod
     def records(*extents, total):
