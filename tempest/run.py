@@ -74,12 +74,6 @@ NEEDS = [
     ('multi-backend', 'a second backend (multi_backend)'),
     ('multi_backend', 'a second backend (multi_backend)'),
     ('Multi-backend', 'a second backend (multi_backend)'),
-    ('manage snapshot', 'manage_existing_snapshot in the driver '
-                        '(not implemented)'),
-    ('Manage snapshot', 'manage_existing_snapshot in the driver '
-                        '(not implemented)'),
-    ('manage volume', 'manage_existing in the driver (not implemented)'),
-    ('Manage volume', 'manage_existing in the driver (not implemented)'),
     ('onsistency group', 'consistency group support in the driver '
                          '(create_group/create_group_snapshot)'),
     ('replication', 'replication in the driver (failover_host)'),
@@ -246,6 +240,10 @@ def tempest_conf(stack, pools: list, feats: dict, state: Path,
         'build_timeout': str(build_timeout), 'build_interval': '1',
         'min_microversion': '3.0', 'max_microversion': 'latest',
         'volume_size': '1',
+        # the driver's names: what an unmanaged volume or snapshot is
+        # left as, and what tempest hands back to manage
+        'manage_volume_ref': 'source-name,volume-%s',
+        'manage_snapshot_ref': 'source-name,snapshot-%s',
     }
     fe = {k: str(v['enabled']) for k, v in feats.items()}
     fe.update({
