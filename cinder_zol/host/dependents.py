@@ -75,7 +75,10 @@ def delete_volume(host, name):
         return 'gone'
     owned(ds)
     try:
-        host.destroy_snapshots(name, [s.snapshot_name for s in ds.snapshots])
+        # a snapshot already marked (destroy -d earlier) needs nothing more:
+        # one zfs process fewer when a source with clones is hidden
+        host.destroy_snapshots(name, [s.snapshot_name for s in ds.snapshots
+                                      if not s.deferred])
     except errors.NotFound:
         pass  # already gone: nothing else can change them under the lock
     if any(s.clones for s in ds.snapshots):

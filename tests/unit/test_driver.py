@@ -332,6 +332,20 @@ class DeleteTestCase(DriverTestBase):
         self.assertEqual(['remove'], [c[0] for c in self.backend.calls])
         self.assertIsNotNone(self.ds(vol.name))
 
+    def test_hiding_a_source_skips_snapshots_already_deferred(self):
+        # the clone's own snapshot was deferred-destroyed when it was made:
+        # hiding the source is a list and a rename, no destroy
+        src = self.volume()
+        self.driver.create_volume(src)
+        clone = self.volume()
+        self.driver.create_cloned_volume(clone, src)
+        del self.zfs.calls[:]
+        self.driver.delete_volume(src)
+        self.assertEqual(['list', 'rename'],
+                         [c[0] for c in self.zfs.zfs_calls()])
+        self.driver.delete_volume(clone)
+        self.assert_only_parent_left()
+
     def test_busy_for_a_moment_is_retried(self):
         vol = self.volume()
         self.driver.create_volume(vol)
