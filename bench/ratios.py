@@ -112,8 +112,10 @@ class Bench(object):
 
     def clean_targets(self):
         """No exports left (tgt targets must not outgrow their tids)."""
-        self.sh('targetcli clearconfig confirm=True >/dev/null'
-                if self.shell.lio else _CLEAN_TGT)
+        self.shell.drop_exports()
+        left = self.shell.targets()
+        if left:
+            raise RuntimeError('exports left after cleaning: %s' % left)
 
     def _time_driver(self, call):
         before = self.trips
@@ -439,18 +441,6 @@ done
 [ -e /dev/zvol/%(p)s ] || { echo "no /dev/zvol/%(p)s" >&2; exit 1; }
 '''
 
-_CLEAN_TGT = r'''
-tgt() { tgtadm --lld iscsi "$@" 2>/dev/null; }
-for t in $(tgt --mode target --op show | sed -n 's/^Target \([0-9]*\):.*/\1/p')
-do
-    tgt --mode target --op delete --force --tid "$t"
-done
-for a in $(tgt --mode account --op show | awk 'NR > 1 {print $1}'); do
-    tgt --mode account --op delete --user "$a"
-done
-rm -f /etc/tgt/conf.d/cinder-zol-*
-true
-'''
 
 _TGT_CONF = '''umask 077
 cat > %(conf)s.new <<'EOF'

@@ -243,18 +243,25 @@ class GuestShell:
                      'test -n "$tid" && tgtadm --lld iscsi --mode target '
                      '--op delete --force --tid "$tid"')
 
+    def drop_exports(self) -> subprocess.CompletedProcess:
+        """Remove every export, best effort.
+
+        The LIO configuration, tgt's targets and accounts, and the driver's
+        tgt conf files.
+        """
+        return self.run(_DROP_EXPORTS + 'true\n', check=False)
+
     def scrub(self) -> subprocess.CompletedProcess:
         """Back to a bare parent dataset, whatever a failed test left.
 
-        Removes every export (LIO configuration; tgt targets, accounts and
-        the driver's conf files) and every dataset below the parent. Best
-        effort: errors do not raise.
+        Removes every export (drop_exports) and every dataset below the
+        parent. Best effort: errors do not raise.
         """
-        return self.run(_SCRUB.replace('PARENT', shlex.quote(self.parent)),
-                        check=False)
+        return self.run(_DROP_EXPORTS + _DESTROY_CHILDREN.replace(
+            'PARENT', shlex.quote(self.parent)), check=False)
 
 
-_SCRUB = r'''
+_DROP_EXPORTS = r'''
 if [ -d /sys/kernel/config/target/iscsi ] ||
         lsmod | grep -q '^iscsi_target_mod '; then
     targetcli clearconfig confirm=True >/dev/null 2>&1
@@ -268,6 +275,9 @@ for a in $(tgt --mode account --op show | awk 'NR > 1 {print $1}'); do
     tgt --mode account --op delete --user "$a"
 done
 rm -f /etc/tgt/conf.d/cinder-zol-*
+'''
+
+_DESTROY_CHILDREN = r'''
 for d in $(zfs list -H -o name -t filesystem,volume -d 1 PARENT |
            grep -vxF PARENT); do
     zfs destroy -R "$d"
