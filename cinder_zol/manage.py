@@ -41,6 +41,10 @@ def _source_name(existing_ref, what):
             existing_ref=existing_ref, reason=e.message)
 
 
+def _has_clones(snap):
+    return _('it has clones: %s') % ', '.join(snap['clones'])
+
+
 class ManageMixin(object):
     """Cinder's manage/unmanage/retype driver methods for ZoL."""
 
@@ -67,17 +71,21 @@ class ManageMixin(object):
         return self._manageable_volume(existing_ref)['size_gb']
 
     def manage_existing(self, volume, existing_ref):
-        """Rename the zvol to Cinder's name and mark it managed."""
-        entry = self._manageable_volume(existing_ref)
+        """Rename the zvol to Cinder's name and mark it managed.
+
+        The storage host checks again, under its lock, everything
+        manageable() reports: no listing first.
+        """
+        name = _source_name(existing_ref, _('zvol name'))
         try:
-            result = self.storage.manage(entry['name'], volume.name)
+            result = self.storage.manage(name, volume.name)
         except (exception.HostRefused, exception.ZfsNotFound) as e:
             raise cinder_exception.ManageExistingInvalidReference(
                 existing_ref=existing_ref, reason=str(e))
         if result.get('grown'):
             LOG.info('Managed %(src)s as %(vol)s, grown to %(gb)d GiB '
                      '(Cinder sizes are whole GiB).',
-                     {'src': entry['name'], 'vol': volume.name,
+                     {'src': name, 'vol': volume.name,
                       'gb': result['size_gb']})
         return None
 
@@ -118,17 +126,17 @@ class ManageMixin(object):
                     's': name, 'v': snapshot.volume.name})
         if snap['clones']:
             raise cinder_exception.ManageExistingInvalidReference(
-                existing_ref=existing_ref,
-                reason=_('it has clones: %s') % ', '.join(snap['clones']))
+                existing_ref=existing_ref, reason=_has_clones(snap))
         return snap
 
     def manage_existing_snapshot_get_size(self, snapshot, existing_ref):
         return self._manageable_snapshot(snapshot, existing_ref)['size_gb']
 
     def manage_existing_snapshot(self, snapshot, existing_ref):
-        snap = self._manageable_snapshot(snapshot, existing_ref)
+        """Rename the snapshot to Cinder's name (the host checks it)."""
+        name = _source_name(existing_ref, _('snapshot name'))
         try:
-            self.storage.manage_snapshot(snapshot.volume.name, snap['name'],
+            self.storage.manage_snapshot(snapshot.volume.name, name,
                                          snapshot.name)
         except (exception.HostRefused, exception.ZfsNotFound,
                 exception.NotOwned) as e:
@@ -152,7 +160,7 @@ class ManageMixin(object):
                 if cinder_id:
                     reason = _('already managed')
                 elif s['clones']:
-                    reason = _('it has clones: %s') % ', '.join(s['clones'])
+                    reason = _has_clones(s)
                 entries.append({
                     'reference': {'source-name': s['name']},
                     'size': s['size_gb'],
