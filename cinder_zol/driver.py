@@ -21,7 +21,9 @@ from cinder.volume.drivers.san import san
 from cinder.volume import volume_utils
 
 from cinder_zol import exception
+from cinder_zol.host import errors as host_errors
 from cinder_zol.host import ops
+from cinder_zol.host import props as zfs_props
 from cinder_zol import images
 from cinder_zol import manage
 from cinder_zol import options
@@ -31,8 +33,6 @@ from cinder_zol import targets
 from cinder_zol.targets import base
 
 LOG = logging.getLogger(__name__)
-
-ZFS_SPEC_PREFIX = 'zfs:'
 
 
 @interface.volumedriver
@@ -103,6 +103,7 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
                 'point zol_dataset at a filesystem such as tank/cinder.')
                 % {'p': parent, 'k': kind})
         self.storage.target_version(self.target.helper)
+        self._check_backend_props()
         LOG.info('Storage host %(h)s: OpenZFS %(z)s, agent protocol %(p)s, '
                  'running as uid %(u)s, target helper %(t)s.',
                  {'h': host, 'z': version.get('zfs'), 'p': ops.PROTOCOL,
@@ -111,6 +112,18 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
         if fixed:
             LOG.info('Cleaned up %d leftovers of interrupted operations '
                      'under %s.', fixed, parent)
+
+    def _check_backend_props(self):
+        """Refuse to start with properties every create would fail on."""
+        conf = self.configuration
+        try:
+            zfs_props.requested(zfs_props.merged(
+                conf.zol_zvol_properties, conf.zol_volblocksize, {}))
+        except host_errors.Refused as e:
+            raise cinder_exception.VolumeBackendAPIException(data=_(
+                'zol_zvol_properties/zol_volblocksize: %(e)s. Fix the '
+                'backend section; every new volume would fail otherwise.')
+                % {'e': e.message})
 
     # -- helpers ---------------------------------------------------------
 
@@ -128,18 +141,13 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
     def _zvol_props(self, volume):
         """ZFS properties a new zvol of this volume's type asks for.
 
-        Precedence, lowest first: zol_zvol_properties, zol_volblocksize,
-        the volume type's zfs:<property> extra specs. What a clone cannot
-        change (volblocksize) the storage host drops there.
+        The precedence and what may be asked for: :mod:`.host.props`
+        (checked again on the storage host).
         """
         conf = self.configuration
-        props = dict(conf.zol_zvol_properties or {})
-        if conf.zol_volblocksize:
-            props['volblocksize'] = conf.zol_volblocksize
-        for key, value in self._extra_specs(volume).items():
-            if key.startswith(ZFS_SPEC_PREFIX):
-                props[key[len(ZFS_SPEC_PREFIX):]] = str(value)
-        return props
+        return zfs_props.merged(conf.zol_zvol_properties,
+                                conf.zol_volblocksize,
+                                self._extra_specs(volume))
 
     def _wishes(self, volume):
         return {'props': self._zvol_props(volume),

@@ -18,12 +18,9 @@ from cinder.volume import volume_utils
 from cinder_zol import exception
 from cinder_zol.host import errors as host_errors
 from cinder_zol.host import names
+from cinder_zol.host import props as zfs_props
 
 LOG = logging.getLogger(__name__)
-
-ZFS_SPEC_PREFIX = 'zfs:'
-# What a live zvol cannot change: such a retype is a migration.
-FIXED_PROPS = ('volblocksize',)
 
 
 def _source_name(existing_ref, what):
@@ -186,19 +183,11 @@ class ManageMixin(object):
                 volume_utils.extract_host(volume.host, 'backend'):
             return False, None
         specs = diff.get('extra_specs') or {}
-        changed, dropped = {}, []
-        for key, (old, new) in sorted(specs.items()):
-            if not key.startswith(ZFS_SPEC_PREFIX):
-                continue
-            prop = key[len(ZFS_SPEC_PREFIX):]
-            if prop in FIXED_PROPS:
-                LOG.info('Retype of %(v)s changes %(p)s: needs a migration.',
-                         {'v': volume.name, 'p': prop})
-                return False, None
-            if new is None:
-                dropped.append(prop)
-            else:
-                changed[prop] = str(new)
+        changed, dropped, fixed = zfs_props.retype_changes(specs)
+        if fixed:
+            LOG.info('Retype of %(v)s changes %(p)s: needs a migration.',
+                     {'v': volume.name, 'p': ', '.join(fixed)})
+            return False, None
         sparse = None
         if 'provisioning:type' in specs:
             kind = specs['provisioning:type'][1]

@@ -26,9 +26,11 @@ zfs_opts = [
     cfg.DictOpt('zol_zvol_properties',
                 default={},
                 help='Extra ZFS properties set on every new zvol, e.g. '
-                     'compression:lz4,logbias:throughput. A volume type can '
-                     'add or override properties with extra specs named '
-                     'zfs:<property>.'),
+                     'compression:lz4,logbias:throughput. zol_volblocksize '
+                     'overrides a volblocksize here, and a volume type '
+                     'overrides both with extra specs named zfs:<property>. '
+                     'volsize, refreservation (use provisioning:type) and '
+                     'cinder_zol:* cannot be set.'),
 ]
 
 ssh_opts = [

@@ -12,9 +12,10 @@ import re
 
 from . import errors
 from . import names
+from . import props
 
-MANAGED_PROP = 'cinder_zol:managed'
-IMAGE_PROPS = ('cinder_zol:image_id', 'cinder_zol:image_hash')
+MANAGED_PROP = props.MANAGED
+IMAGE_PROPS = props.IMAGE
 
 # Columns `zfs list` may be asked for.
 LIST_FIELDS = frozenset((
@@ -26,18 +27,11 @@ LIST_TYPES = frozenset(('all', 'volume', 'snapshot', 'filesystem',
 GET_PROPS = frozenset(('type', 'used', 'available', 'used,available',
                        'type,used,available', 'version', MANAGED_PROP))
 
-# Properties a zvol may be created or changed with: what a volume type or
-# zol_zvol_properties may ask for, plus the driver's own. Whatever `zfs
-# allow` grants on the storage host must cover this list.
-SETTABLE = frozenset((
-    'volsize', 'refreservation', 'volblocksize', 'compression', 'sync',
-    'logbias', 'primarycache', 'secondarycache', 'copies', 'checksum',
-    'dedup', 'redundant_metadata', 'snapdev', 'volmode',
-    MANAGED_PROP) + IMAGE_PROPS)
-# Properties `zfs inherit` may clear: the driver's marker (unmanage) and
-# what a retype drops (back to the parent's value).
-INHERITABLE = frozenset((MANAGED_PROP,) + IMAGE_PROPS) | (
-    SETTABLE - {'volsize', 'refreservation', 'volblocksize'})
+# Properties `zfs create/clone/set` may carry and what `zfs inherit` may
+# clear (see .props). Whatever `zfs allow` grants on the storage host must
+# cover SETTABLE.
+SETTABLE = props.SETTABLE
+INHERITABLE = props.INHERITABLE
 
 
 def _dataset(arg, parents):

@@ -22,6 +22,7 @@ from . import dependents
 from . import errors
 from . import names
 from . import ops
+from . import props as zprops
 
 PREFIX = 'image-'
 IMPORTING_PREFIX = 'importing-'
@@ -54,7 +55,7 @@ def begin(ctx, parent, name, size, payload):
     if not name.startswith(PREFIX):
         raise errors.Refused('%r is not an image cache entry name' % name)
     host = ctx.zfs(parent)
-    props = dict(payload.get('props') or {})
+    props = dict(zprops.requested(payload.get('props') or {}))
     props[host_prop('image_id')] = names.component(
         str(payload.get('image_id')), 'image id')
     props[host_prop('image_hash')] = str(payload.get('hash'))

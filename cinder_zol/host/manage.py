@@ -16,9 +16,9 @@ is not managed).
 
 from . import dependents
 from . import errors
-from . import grammar
 from . import images
 from . import names
+from . import props as zprops
 from .ops import op
 
 GiB = 1 << 30
@@ -99,7 +99,7 @@ def manage(ctx, parent, existing, new, payload):
         host.set_volsize(existing, size)
     host.rename(existing, new)
     try:
-        host.set(new, {grammar.MANAGED_PROP: 'yes'})
+        host.set(new, {zprops.MANAGED: 'yes'})
     except errors.HostError:
         try:
             host.rename(new, existing)
@@ -116,7 +116,7 @@ def unmanage(ctx, parent, name, payload):
     host = ctx.zfs(parent)
     ds = _get_volume(host, name, 'unmanage')
     dependents.owned(ds)
-    host.inherit(name, grammar.MANAGED_PROP)
+    host.inherit(name, zprops.MANAGED)
     return {}
 
 
@@ -154,7 +154,7 @@ def set_props(ctx, parent, name, payload):
     host = ctx.zfs(parent)
     ds = _get_volume(host, name, 'retype')
     dependents.owned(ds)
-    props = dict(names.properties(payload.get('props') or {}))
+    props = dict(zprops.requested(payload.get('props') or {}))
     if 'volblocksize' in props and ds.volblocksize is not None and \
             str(props['volblocksize']) not in (
                 str(ds.volblocksize), _human(ds.volblocksize)):
@@ -164,7 +164,7 @@ def set_props(ctx, parent, name, payload):
     inherit = [names.component(p, 'property') for p in
                payload.get('inherit') or ()]
     for prop in inherit:
-        if prop not in grammar.INHERITABLE or prop.startswith('cinder_zol:'):
+        if prop not in zprops.INHERITABLE or prop.startswith('cinder_zol:'):
             raise errors.Refused('%s of %s cannot be reset' % (
                 prop, host.path(name)))
     if 'sparse' in payload:

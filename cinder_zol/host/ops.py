@@ -17,6 +17,7 @@ import os
 from . import dependents
 from . import errors
 from . import names
+from . import props as zprops
 
 PROTOCOL = 1
 
@@ -88,9 +89,7 @@ def _grow(host, name, size, current):
 
 
 def _props(payload):
-    props = payload.get('props') or {}
-    names.properties(props)
-    return props
+    return zprops.requested(payload.get('props') or {})
 
 
 def _sparse(payload):

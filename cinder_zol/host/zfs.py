@@ -13,6 +13,7 @@ import time
 from . import errors
 from . import grammar
 from . import names
+from . import props as zprops
 
 MANAGED_PROP = grammar.MANAGED_PROP
 IMAGE_ID_PROP, IMAGE_HASH_PROP = grammar.IMAGE_PROPS
@@ -24,7 +25,7 @@ LIST_FIELDS = ('name', 'type', 'volsize', 'used', 'available',
 # Seconds a destroy retries while the zvol is still busy.
 BUSY_WAIT = 10
 # Properties only `zfs create` may set; a clone inherits them.
-CREATE_ONLY = frozenset(('volblocksize',))
+CREATE_ONLY = zprops.CREATE_ONLY
 _NUMERIC = frozenset(('volsize', 'used', 'available', 'refreservation',
                       'createtxg', 'volblocksize'))
 
@@ -276,8 +277,7 @@ class ZfsHost(object):
         origin and dropped from ``props``.
         """
         origin, target = self.path(name, snapshot), self.path(new_name)
-        props = {k: v for k, v in names.properties(props).items()
-                 if k not in CREATE_ONLY}
+        props = zprops.for_clone(names.properties(props))
         props[MANAGED_PROP] = 'yes'
         if not sparse:
             props['refreservation'] = 'auto'

@@ -172,6 +172,20 @@ class CreateTestCase(DriverTestBase):
         self.assertEqual([], self.zfs.calls)
         self.assert_only_parent_left()
 
+    @ddt.data(('zfs:refreservation', 'none', 'provisioning:type'),
+              ('zfs:volsize', '1', 'size is the volume'),
+              ('zfs:cinder_zol:managed', 'no', 'ownership'))
+    @ddt.unpack
+    def test_driver_own_property_is_refused(self, spec, value, hint):
+        """A type cannot make a thick volume thin behind provisioning:type."""
+        self.set_conf(san_thin_provision=False)
+        vol = self.typed_volume(**{spec: value})
+        e = self.assertRaises(exception.HostRefused,
+                              self.driver.create_volume, vol)
+        self.assertIn(hint, str(e))
+        self.assertEqual([], self.zfs.calls)
+        self.assert_only_parent_left()
+
     def test_property_zfs_rejects_is_reported(self):
         vol = self.typed_volume(**{'zfs:compression': 'nonsense'})
         self.zfs.fail['create'] = ("cannot create 'tank/cinder/x': 'compress"
@@ -486,6 +500,7 @@ class MigrationTestCase(DriverTestBase):
         self.assertIsNotNone(self.ds(new.name))
 
 
+@ddt.ddt
 class SetupTestCase(DriverTestBase):
 
     def test_ok(self):
@@ -499,6 +514,17 @@ class SetupTestCase(DriverTestBase):
                 cinder_exception.VolumeBackendAPIException,
                 self.driver.check_for_setup_error)
         self.assertIn('setup-storage-host.sh', str(e))
+
+    @ddt.data(({'refreservation': 'none'}, None, 'provisioning:type'),
+              ({'mountpoint': '/x'}, None, 'mountpoint'),
+              ({}, '16K;id', 'not allowed'))
+    @ddt.unpack
+    def test_backend_properties_checked_at_start(self, defaults, vbs, why):
+        self.set_conf(zol_zvol_properties=defaults, zol_volblocksize=vbs)
+        e = self.assertRaises(cinder_exception.VolumeBackendAPIException,
+                              self.driver.check_for_setup_error)
+        self.assertIn(why, str(e))
+        self.assertIn('backend section', str(e))
 
     def test_parent_missing(self):
         del self.zfs.datasets[PARENT]
