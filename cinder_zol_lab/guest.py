@@ -257,6 +257,10 @@ class LabGuest:
     mode), ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
     ``run_dir``, ``console_log``, ``image``, ``pid`` (QEMU's), ``target``
     (last helper passed to use_target), ``timings`` (seconds).
+
+    ``boot_timeout``: a boot takes 25-60 s under TCG, but over 3 minutes
+    on a machine shared with other guests (measured at load 14): wait
+    long rather than fail a run for the neighbours' load.
     """
 
     host = '127.0.0.1'
@@ -266,7 +270,7 @@ class LabGuest:
                  parent_dataset: str | None = None, *,
                  memory_mb: int = 2048, smp: int = 2,
                  scratch_size_gb: int = 10,
-                 boot_timeout: float = 180, keep: bool = False,
+                 boot_timeout: float = 420, keep: bool = False,
                  cache_dir: Path | None = None, log: Log = print,
                  image: Image | None = None,
                  mode: str = 'least-privilege'):
