@@ -58,7 +58,7 @@ def parse_portal(entry, default_port):
         address, port = text, None
         ok = _is_host(address)
     if port is not None:
-        ok = ok and port.isdigit() and 0 < int(port) < 65536
+        ok = ok and bool(_PORT.match(port)) and 0 < int(port) < 65536
     if not ok:
         raise cinder_exception.InvalidConfigurationValue(
             _('target_secondary_ip_addresses entry %r is not ADDRESS, '
@@ -68,6 +68,7 @@ def parse_portal(entry, default_port):
 
 
 _BRACKETED = re.compile(r'^\[([^\]]+)\](?::([^:]*))?$')
+_PORT = re.compile(r'^[0-9]{1,5}$')
 
 
 def _is_host(address):

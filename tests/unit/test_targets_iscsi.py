@@ -132,7 +132,8 @@ class ISCSITargetTestCase(test.TestCase):
               '198.51.100.2:32a', '198.51.100.2:-1', '[198.51.100.2]:3261',
               '[2001:db8::1', '[2001:db8::1]3261', '[2001:db8::1]:',
               '1.2.3.4:3260:1', 'bad host', 'bad_host!:3260', '', ':3260',
-              '256.1.1.1', 'storage;reboot')
+              '256.1.1.1', 'storage;reboot', '198.51.100.2:\u00b2',
+              '198.51.100.2:003260')
     def test_bad_secondary_portal_refused(self, entry):
         self.set_conf(target_secondary_ip_addresses=[entry])
         e = self.assertRaises(cinder_exception.InvalidConfigurationValue,
