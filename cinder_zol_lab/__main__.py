@@ -10,9 +10,10 @@
                                           through its life with the driver
                                           (needs cinder; see demo.py)
 
-Environment given to CMD: CINDER_ZOL_LAB_HOST, _SSH_PORT, _ISCSI_PORT, _USER
-(root, for checks), _LOGIN (the driver's account), _MODE, _KEY, _KNOWN_HOSTS,
-_POOL, _PARENT, _RUN_DIR, _TARGET.
+Environment given to CMD: CINDER_ZOL_LAB_HOST, _SSH_PORT, _ISCSI_PORT,
+_ISCSI_PORT2 (a second portal), _USER (root, for checks), _LOGIN (the
+driver's account), _MODE, _KEY, _KNOWN_HOSTS, _POOL, _PARENT, _RUN_DIR,
+_TARGET.
 Cache: $CINDER_ZOL_LAB_CACHE or ~/.cache/cinder-zol.
 Release: --profile debian13 (default), debian12 or debian13-zfs24, or
 $CINDER_ZOL_LAB_PROFILE; each profile has its own cached image.

@@ -252,7 +252,8 @@ class LabGuest:
     Attributes, valid after start(): ``shell`` (a shell.GuestShell: the
     guest's coordinates and its one ssh client), ``host`` ('127.0.0.1'),
     ``ssh_port``, ``iscsi_port`` (forwarded to the same port in the guest,
-    where the active target listens), ``user`` ('root', for the lab's own
+    where the active target listens), ``iscsi_port2`` (forwarded the same
+    way: a second portal, for multipath), ``user`` ('root', for the lab's own
     checks), ``login`` (the driver's account: cinder-zol, or root in root
     mode), ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
     ``run_dir``, ``console_log``, ``image``, ``pid`` (QEMU's), ``target``
@@ -291,6 +292,7 @@ class LabGuest:
         self.shell: GuestShell | None = None
         self.ssh_port: int | None = None
         self.iscsi_port: int | None = None
+        self.iscsi_port2: int | None = None
         self.private_key: Path | None = None
         self.known_hosts: Path | None = None
         self.run_dir: Path | None = None
@@ -352,12 +354,14 @@ class LabGuest:
         for attempt in range(3):
             self.ssh_port = _free_port()
             self.iscsi_port = _free_port({self.ssh_port})
+            self.iscsi_port2 = _free_port({self.ssh_port, self.iscsi_port})
             self.known_hosts.write_text(
                 f'[{self.host}]:{self.ssh_port} {self.image.host_key()}\n')
             self.shell = GuestShell(
                 host=self.host, ssh_port=self.ssh_port, key=self.private_key,
                 known_hosts=self.known_hosts, parent=self.parent_dataset,
-                iscsi_port=self.iscsi_port, pool=self.pool, user=self.user,
+                iscsi_port=self.iscsi_port, iscsi_port2=self.iscsi_port2,
+                pool=self.pool, user=self.user,
                 login=self.login, mode=self.mode, run_dir=self.run_dir)
             self._launch_qemu(overlay, scratch)
             try:
@@ -372,7 +376,7 @@ class LabGuest:
         self.timings['boot_to_ssh'] = time.monotonic() - t0
         self.log(f'lab: guest up in {self.timings["boot_to_ssh"]:.1f}s '
                  f'(ssh 127.0.0.1:{self.ssh_port}, '
-                 f'iscsi 127.0.0.1:{self.iscsi_port}, '
+                 f'iscsi 127.0.0.1:{self.iscsi_port} and :{self.iscsi_port2}, '
                  f'run dir {self.run_dir})')
         self._start_master()
         t1 = time.monotonic()
@@ -381,7 +385,9 @@ class LabGuest:
 
     def qemu_argv(self, overlay: Path, scratch: Path) -> list[str]:
         fwd = (f'hostfwd=tcp:{self.host}:{self.ssh_port}-:22,'
-               f'hostfwd=tcp:{self.host}:{self.iscsi_port}-:{self.iscsi_port}')
+               f'hostfwd=tcp:{self.host}:{self.iscsi_port}-:{self.iscsi_port},'
+               f'hostfwd=tcp:{self.host}:{self.iscsi_port2}-:'
+               f'{self.iscsi_port2}')
         return [
             'qemu-system-x86_64',
             '-name', 'cinder-zol-lab',
@@ -609,8 +615,9 @@ rm -f /etc/rtslib-fb-target/saveconfig.json
 mkdir -p /etc/systemd/system/tgt.service.d
 cat > /etc/systemd/system/tgt.service.d/lab-portal.conf <<EOF
 [Service]
-# the lab forwards this port from the host to the same port here
-ExecStartPost=/usr/sbin/tgtadm --lld iscsi --mode portal --op new \\
+# the lab forwards this port from the host to the same port here ("-":
+# cinder-zol-tgt-portals may have opened it already)
+ExecStartPost=-/usr/sbin/tgtadm --lld iscsi --mode portal --op new \\
     --param portal=0.0.0.0:PORT
 EOF
 systemctl daemon-reload

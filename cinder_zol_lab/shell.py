@@ -67,6 +67,8 @@ class GuestShell:
     known_hosts: Path
     parent: str
     iscsi_port: int
+    # a second forwarded iSCSI port (multipath); 0 when there is none
+    iscsi_port2: int = 0
     pool: str = 'tank'
     user: str = 'root'
     login: str = 'root'
@@ -88,8 +90,9 @@ class GuestShell:
         if missing:
             raise LabError(', '.join(missing) + ' not set (no lab guest)')
         kwargs = {k: v for k, v in values.items() if v}
-        for k in ('ssh_port', 'iscsi_port'):
-            kwargs[k] = int(kwargs[k])
+        for k in ('ssh_port', 'iscsi_port', 'iscsi_port2'):
+            if k in kwargs:
+                kwargs[k] = int(kwargs[k])
         for k in ('key', 'known_hosts', 'run_dir'):
             if k in kwargs:
                 kwargs[k] = Path(kwargs[k])

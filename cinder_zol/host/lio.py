@@ -4,9 +4,13 @@ Layout per volume: block backstore named after the volume on the zvol
 device, with the volume's serial as its WWN (a re-created backstore keeps
 the identity multipath saw); target ``<iqn>``; TPG 1 with
 ``generate_node_acls=0`` (only explicit ACLs) and ``authentication=1`` when
-CHAP is on; portal ``0.0.0.0:<port>``; LUN 0; one NodeACL per initiator
-carrying the volume's CHAP credentials. Each change ends with
-``RTSRoot().save_to_file()``, which ``rtslib-fb-targetctl`` restores at boot.
+CHAP is on; a portal ``0.0.0.0:<port>`` for each port of the driver's
+portals (``target_port``, and each other port a
+``target_secondary_ip_addresses`` entry names: multipath; a port some
+portal of the TPG already serves is left as it is); LUN 0; one NodeACL per
+initiator carrying the volume's CHAP credentials. Each change ends with
+``RTSRoot().save_to_file()``, which ``rtslib-fb-targetctl`` restores at
+boot, portals included; they go with the target.
 
 LIO reads the size from the block device: a resize needs nothing here.
 """
@@ -181,7 +185,7 @@ class Backend(object):
 
     # -- operations ------------------------------------------------------
 
-    def export(self, name, iqn, device, chap, initiators, port, serial):
+    def export(self, name, iqn, device, chap, initiators, ports, serial):
         root = self._root()
         rts = self.rtslib
         created = []
@@ -209,9 +213,11 @@ class Backend(object):
             self._set_attribute(tpg, 'generate_node_acls', '0', created)
             self._set_attribute(tpg, 'authentication',
                                 '1' if chap else '0', created)
-            if not any(True for _ in tpg.network_portals):
-                created.append(rts.NetworkPortal(tpg, PORTAL_IP, port,
-                                                 mode='create'))
+            served = {p.port for p in tpg.network_portals}
+            for port in ports:
+                if port not in served:
+                    created.append(rts.NetworkPortal(tpg, PORTAL_IP, port,
+                                                     mode='create'))
             lun = self._lun(tpg, so)
             if lun is None:
                 lun = rts.LUN(tpg, storage_object=so)

@@ -194,6 +194,24 @@ else
 fi
 
 # 5. targets come back after a reboot: after the zvol links, from config ----
+# tgtd listens on 3260 only: the ports of other portals (multipath with a
+# port per portal) are recorded in the exports' configs by the root helper
+# and reopened after tgtd starts.
+cat >"$LIBEXEC/cinder-zol-tgt-portals.new" <<'EOF'
+#!/bin/sh
+# cinder-zol: make tgtd listen on the ports its exports' portals use
+# (recorded in /etc/tgt/conf.d/cinder-zol-*.conf); run by tgt.service.
+for port in $(sed -n 's/^# cinder-zol listens on port \([0-9]*\)$/\1/p' \
+        /etc/tgt/conf.d/cinder-zol-*.conf 2>/dev/null | sort -un); do
+    tgtadm --lld iscsi --mode portal --op show | grep -q ":$port," ||
+        tgtadm --lld iscsi --mode portal --op new \
+            --params "portal=0.0.0.0:$port" ||
+        echo "cinder-zol: tgtd cannot listen on port $port" >&2
+done
+exit 0
+EOF
+chmod 0755 "$LIBEXEC/cinder-zol-tgt-portals.new"
+mv -f "$LIBEXEC/cinder-zol-tgt-portals.new" "$LIBEXEC/cinder-zol-tgt-portals"
 for unit in tgt.service rtslib-fb-targetctl.service; do
     if systemctl cat "$unit" >/dev/null 2>&1; then
         mkdir -p "/etc/systemd/system/$unit.d"
@@ -202,6 +220,12 @@ for unit in tgt.service rtslib-fb-targetctl.service; do
 # exports need their /dev/zvol links
 After=zfs-volumes.target
 Wants=zfs-volumes.target
+EOF
+        [ "$unit" != tgt.service ] ||
+            cat >>"/etc/systemd/system/$unit.d/cinder-zol.conf" <<EOF
+[Service]
+# the ports of the exports' portals (multipath)
+ExecStartPost=$LIBEXEC/cinder-zol-tgt-portals
 EOF
     fi
 done

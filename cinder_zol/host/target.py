@@ -129,8 +129,16 @@ def _request(payload, *keys):
         elif key == 'initiator':
             value = _host_id(value)
         elif key == 'port':
-            if not isinstance(value, int) or not 0 < value < 65536:
-                raise errors.Refused('port %r is not a TCP port' % (value,))
+            _port(value)
+        elif key == 'ports':
+            # every port the driver's portals use (multipath); a driver
+            # that sends none wants only ``port``
+            if value is None:
+                value = [payload.get('port')]
+            if not isinstance(value, list) or not 0 < len(value) <= 16:
+                raise errors.Refused('ports must be a list of 1 to 16 TCP '
+                                     'ports')
+            value = sorted(set(_port(v) for v in value))
         elif key == 'serial':
             value = names.serial(value)
         elif key == 'wait':
@@ -138,6 +146,13 @@ def _request(payload, *keys):
                 value = 30
         values.append(value)
     return values
+
+
+def _port(value):
+    if isinstance(value, bool) or not isinstance(value, int) or \
+            not 0 < value < 65536:
+        raise errors.Refused('port %r is not a TCP port' % (value,))
+    return value
 
 
 def _host_id(value):
@@ -152,14 +167,17 @@ def export(host, parent, name, helper, payload):
 
     Idempotent: an existing export keeps its credentials (returned as
     ``chap``) and its other initiators, so two attachments that race to
-    export the same volume agree on what the target holds.
+    export the same volume agree on what the target holds. The target
+    listens on every port in ``ports`` (all the driver's portals), on all
+    addresses; a listener that is missing (lost, or a portal added to the
+    driver's configuration since) is added back.
     """
-    iqn, chap, initiators, port, serial, wait = _request(
-        payload, 'iqn', 'chap', 'initiators', 'port', 'serial', 'wait')
+    iqn, chap, initiators, ports, serial, wait = _request(
+        payload, 'iqn', 'chap', 'initiators', 'ports', 'serial', 'wait')
     device = managed_zvol(host, parent, name, wait)
     with locked(host):
         return backend(host, helper).export(name, iqn, device, chap,
-                                            initiators or [], port, serial)
+                                            initiators or [], ports, serial)
 
 
 @ops.op('target-remove', 'PARENT NAME HELPER', payload=True, target=True)

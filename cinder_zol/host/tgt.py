@@ -24,6 +24,16 @@ where the first export's credentials are kept, and the live target is
 made to hold exactly the account whose credentials an export returns. An
 account bound to another target is never deleted.
 
+Portals (multipath): tgtd's portals are global, every target answers on
+each. An export makes tgtd listen on every port its portals use
+(``0.0.0.0:<port>`` for a port no portal serves yet; tgtd listens on 3260
+by default), and records those ports in its config file;
+``cinder-zol-tgt-portals``, which tgt.service runs after tgtd starts
+(setup-storage-host.sh), reopens them after a restart or a reboot. Several
+addresses on one port (a multi-NIC host) need nothing: ``0.0.0.0`` serves
+them all. A port no export needs any more stays open until tgtd restarts;
+it serves nothing an ACL does not allow.
+
 Resize: tgtd caches the LUN size; :meth:`Backend.resize` takes the target
 offline (initiators get a retryable status), deletes and re-adds LUN 1
 with the same backing store and identity, and brings it back online.
@@ -44,7 +54,7 @@ _NAME_PREFIXES = ('iqn.', 'eui.', 'naa.')
 
 CONF_TEMPLATE = """\
 # Managed by cinder-zol for %(name)s; do not edit.
-<target %(iqn)s>
+%(ports)s<target %(iqn)s>
     driver iscsi
     backing-store %(device)s
     scsi_id %(serial)s
@@ -55,6 +65,13 @@ CONF_TEMPLATE = """\
 _CONF_INITIATOR = re.compile(r'^\s*initiator-name\s+(\S+)\s*$', re.M)
 _CONF_TARGET = re.compile(r'^<target\s+(\S+)>\s*$', re.M)
 _CONF_CHAP = re.compile(r'^\s*incominguser\s+(\S+)\s+(\S+)\s*$', re.M)
+# the ports the export's portals use; cinder-zol-tgt-portals (run by
+# tgt.service after tgtd starts, setup-storage-host.sh) reopens them
+_CONF_PORT = re.compile(r'^# cinder-zol listens on port (\d+)$', re.M)
+# tgtadm --op show --mode portal: "Portal: 0.0.0.0:3260,1", "[::]:3260,1"
+_PORTAL = re.compile(r'^Portal: (\S+):(\d+),\d+\s*$', re.M)
+# what tgtd listens on for a port none of its portals serves
+LISTEN_ADDRESS = '0.0.0.0'
 # a LUN with commands in flight cannot be deleted; tgtd finishes them soon
 LUN_DELETE_ATTEMPTS = 100
 LUN_DELETE_DELAY = 0.1
@@ -107,14 +124,26 @@ def parse_show(text):
     return targets
 
 
-def render_conf(name, iqn, device, serial, chap, initiators):
+def render_conf(name, iqn, device, serial, chap, initiators, ports=()):
     chap_line = '    incominguser %s %s\n' % tuple(chap) if chap else ''
     names = [PLACEHOLDER_INITIATOR] + [i for i in initiators
                                        if i != PLACEHOLDER_INITIATOR]
     return CONF_TEMPLATE % {
         'name': name, 'iqn': iqn, 'device': device, 'serial': serial,
         'chap': chap_line, 'no_address': PLACEHOLDER_ADDRESS,
+        'ports': ''.join('# cinder-zol listens on port %d\n' % p
+                         for p in sorted(set(ports))),
         'initiators': ''.join('    initiator-name %s\n' % i for i in names)}
+
+
+def conf_ports(text):
+    """The ports a config of ours records, sorted."""
+    return sorted({int(p) for p in _CONF_PORT.findall(text or '')})
+
+
+def parse_portals(text):
+    """``tgtadm --op show --mode portal`` -> [(address, port)]."""
+    return [(address, int(port)) for address, port in _PORTAL.findall(text)]
 
 
 def parse_conf(text, iqn):
@@ -186,6 +215,24 @@ class Backend(object):
 
     def targets(self):
         return parse_show(self.tgtadm('--mode', 'target', '--op', 'show'))
+
+    def listen(self, ports):
+        """Make tgtd listen on each port; True if a portal was added.
+
+        tgtd's portals are global: every target answers on each of them.
+        A port that some portal already serves (tgtd's default
+        ``0.0.0.0:3260`` and ``[::]:3260``, or an operator's own address)
+        is left alone; any other gets ``0.0.0.0:<port>``.
+        """
+        served = {port for _address, port in parse_portals(
+            self.tgtadm('--mode', 'portal', '--op', 'show'))}
+        added = False
+        for port in ports:
+            if port not in served:
+                self.tgtadm('--mode', 'portal', '--op', 'new', '--params',
+                            'portal=%s:%d' % (LISTEN_ADDRESS, port))
+                added = True
+        return added
 
     def conf_path(self, name):
         return os.path.join(self.conf_dir, 'cinder-zol-%s.conf' % name)
@@ -316,7 +363,8 @@ class Backend(object):
 
     # -- operations ------------------------------------------------------
 
-    def export(self, name, iqn, device, chap, initiators, port, serial):
+    def export(self, name, iqn, device, chap, initiators, ports, serial):
+        listening = self.listen(ports)
         targets = self.targets()
         live = targets.get(iqn)
         old_conf = self.read_conf(name)
@@ -329,10 +377,10 @@ class Backend(object):
         for initiator in initiators:
             if initiator not in wanted and initiator != PLACEHOLDER_INITIATOR:
                 wanted.append(initiator)
-        text = render_conf(name, iqn, device, serial, chap, wanted)
+        text = render_conf(name, iqn, device, serial, chap, wanted, ports)
         if live is not None:
             return self._complete(targets, live, name, iqn, device, serial,
-                                  chap, wanted, text, old_conf)
+                                  chap, wanted, text, old_conf, listening)
         tid = self._new_tid(targets)
         created_target = created_account = False
         try:
@@ -358,14 +406,14 @@ class Backend(object):
         return self._result(tid, chap, wanted, changed=True)
 
     def _complete(self, targets, live, name, iqn, device, serial, chap,
-                  wanted, text, old_conf):
+                  wanted, text, old_conf, listening):
         """Bring a live target up to the export; never tears it down."""
         tid = live['tid']
         current = live['luns'].get(LUN)
         if current is not None and current != device:
             raise errors.TargetError(
                 'LUN %d of %s is %s, not %s' % (LUN, iqn, current, device))
-        changed = False
+        changed = listening
         if current is None:
             # a resize that could not re-add the LUN left it out
             self._add_lun(tid, device, serial)
@@ -465,7 +513,7 @@ class Backend(object):
                 device = _conf_device(text) or live['luns'].get(LUN)
                 self._write_conf(name, render_conf(
                     name, iqn, device, _conf_serial(text), conf_chap,
-                    initiators))
+                    initiators, conf_ports(text)))
         self._check_acl(iqn, [initiator])
         return {'initiators': initiators}
 
@@ -489,7 +537,8 @@ class Backend(object):
             device = _conf_device(text) or (
                 live['luns'].get(LUN) if live else None)
             self._write_conf(name, render_conf(
-                name, iqn, device, _conf_serial(text), conf_chap, left))
+                name, iqn, device, _conf_serial(text), conf_chap, left,
+                conf_ports(text)))
         return {'initiators': left}
 
     def resize(self, name, iqn, device, serial):

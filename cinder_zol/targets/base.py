@@ -20,10 +20,13 @@ Cinder's contract, which the volume manager relies on:
 """
 
 import abc
+import re
 
 from oslo_concurrency import lockutils
 from oslo_config import cfg
+from oslo_config import types
 from oslo_log import log as logging
+from oslo_utils import netutils
 
 from cinder import exception as cinder_exception
 from cinder.i18n import _
@@ -33,6 +36,47 @@ from cinder_zol import exception
 from cinder_zol import options
 
 LOG = logging.getLogger(__name__)
+
+
+def parse_portal(entry, default_port):
+    """``ADDRESS``, ``ADDRESS:PORT``, ``[IPv6]:PORT`` -> (address, port).
+
+    A bare IPv6 address (more than one colon, no brackets) is an address
+    on ``default_port``; a host name is accepted as Cinder accepts one in
+    ``target_ip_address``. Anything else raises
+    InvalidConfigurationValue naming the entry.
+    """
+    text = str(entry).strip()
+    match = _BRACKETED.match(text)
+    if match:
+        address, port = match.group(1), match.group(2)
+        ok = netutils.is_valid_ipv6(address)
+    elif text.count(':') == 1:
+        address, port = text.split(':')
+        ok = _is_host(address)
+    else:
+        address, port = text, None
+        ok = _is_host(address)
+    if port is not None:
+        ok = ok and bool(_PORT.match(port)) and 0 < int(port) < 65536
+    if not ok:
+        raise cinder_exception.InvalidConfigurationValue(
+            _('target_secondary_ip_addresses entry %r is not ADDRESS, '
+              'ADDRESS:PORT or [IPv6 ADDRESS]:PORT (PORT 1-65535; ADDRESS '
+              'alone uses target_port).') % (entry,))
+    return address, int(port) if port is not None else default_port
+
+
+_BRACKETED = re.compile(r'^\[([^\]]+)\](?::([^:]*))?$')
+_PORT = re.compile(r'^[0-9]{1,5}$')
+
+
+def _is_host(address):
+    try:
+        types.HostAddress()(address)
+    except ValueError:
+        return False
+    return True
 
 
 def live_attachments(volume):
@@ -56,6 +100,7 @@ class Target(object, metaclass=abc.ABCMeta):
         self.helper = helper
         # volume id -> ids of attachments whose detach already ran here
         self._claims = {}
+        self.check_portals()
 
     # -- configuration -------------------------------------------------
 
@@ -85,14 +130,38 @@ class Target(object, metaclass=abc.ABCMeta):
             return explicit
         return self.conf('san_ip') or configured or cfg.CONF.my_ip
 
-    def addresses(self):
-        """Primary portal address, then target_secondary_ip_addresses."""
-        return [self.target_ip()] + list(
-            self.conf('target_secondary_ip_addresses') or [])
+    def portal_addresses(self):
+        """(address, port) of every portal: the primary one first.
+
+        ``target_secondary_ip_addresses`` entries are ``ADDRESS`` (on
+        ``target_port``, as in Cinder) or ``ADDRESS:PORT`` (``[IPv6]:PORT``)
+        for a portal with its own port.
+        """
+        primary = (self.target_ip(), self.port)
+        return [primary] + [
+            parse_portal(entry, self.port)
+            for entry in self.conf('target_secondary_ip_addresses') or []]
 
     def portals(self):
-        return ['%s:%s' % (volume_utils.sanitize_host(ip), self.port)
-                for ip in self.addresses()]
+        return ['%s:%s' % (volume_utils.sanitize_host(ip), port)
+                for ip, port in self.portal_addresses()]
+
+    def ports(self):
+        """The TCP ports the storage host must listen on, sorted."""
+        return sorted({port for _ip, port in self.portal_addresses()})
+
+    def check_portals(self):
+        """Refuse unusable portal options at do_setup, saying which."""
+        portals = self.portals()
+        twice = sorted({p for p in portals if portals.count(p) > 1})
+        if twice:
+            raise cinder_exception.InvalidConfigurationValue(
+                _('target_secondary_ip_addresses lists the portal %(p)s '
+                  'more than once (the primary portal is '
+                  'target_ip_address:target_port = %(first)s): a multipath '
+                  'device needs distinct portals.')
+                % {'p': ', '.join(twice), 'first': portals[0]})
+        return portals
 
     @staticmethod
     def serial(volume):

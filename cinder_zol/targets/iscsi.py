@@ -6,6 +6,17 @@ once exported, the IQN stored in ``provider_location`` wins, so changing
 ``<ip>:<port>,<tid> <iqn> <lun>``: tgt numbers LUNs from 1 (LUN 0 is its
 controller), LIO from 0.
 
+Portals (multipath): the primary one is ``target_ip_address:target_port``;
+each ``target_secondary_ip_addresses`` entry adds one, ``ADDRESS`` on
+``target_port`` (several NICs of the storage host, Cinder's meaning) or
+``ADDRESS:PORT`` with a port of its own (``[IPv6]:PORT``). Connection info
+lists them all (``target_portals``/``target_iqns``/``target_luns``, one
+target seen through each portal); ``provider_location`` names only the
+primary, so changing the secondaries needs no database change. Exports ask
+the storage host to listen on every port the portals use, on all of its
+addresses (tgt: a tgtd portal per port, LIO: a network portal per port in
+each TPG; see cinder_zol.host.tgt and cinder_zol.host.lio).
+
 CHAP is on unless ``use_chap_auth = False`` is written explicitly (Cinder's
 own default is off). Each volume gets its own random user name (20
 characters) and secret (16, the longest every common initiator accepts),
@@ -111,7 +122,8 @@ class ISCSITarget(base.Target):
 
     def export_payload(self, volume):
         return {'iqn': self.target_name(volume), 'chap': self.chap(volume),
-                'port': self.port, 'serial': self.serial(volume),
+                'port': self.port, 'ports': self.ports(),
+                'serial': self.serial(volume),
                 'wait': int(self.conf('zol_device_wait_timeout') or 30)}
 
     def model_update(self, volume, result):
@@ -135,7 +147,11 @@ class ISCSITarget(base.Target):
             'discard': True,
             'encrypted': volume.encryption_key_id is not None,
         }
-        if connector.get('multipath') and len(portals) > 1:
+        # as Cinder's own targets: every portal when there are several
+        # (os-brick fails over between them even without multipath), and
+        # the one portal for multipath (no sendtargets discovery, which
+        # would answer with every address the storage host listens on)
+        if len(portals) > 1 or connector.get('multipath'):
             data['target_portals'] = portals
             data['target_iqns'] = [iqn] * len(portals)
             data['target_luns'] = [lun] * len(portals)

@@ -87,7 +87,11 @@ ALLOWED = {
     ('logicalunit', 'delete'): 'LmotlC',
     ('logicalunit', 'update'): 'LmofytlPC',
     ('conn', 'delete'): 'LmotscC',
+    ('portal', 'new'): 'LmoCP', ('portal', 'delete'): 'LmoCP',
+    ('portal', 'show'): 'LmoC',
 }
+# what tgtd listens on when started without --iscsi portal=...
+DEFAULT_PORTALS = (('0.0.0.0', 3260), ('::', 3260))
 SCSI_ID_LEN = SCSI_SN_LEN = 36
 TAB1, TAB2, TAB3, TAB4 = ' ' * 4, ' ' * 8, ' ' * 12, ' ' * 16
 
@@ -151,6 +155,8 @@ class FakeTgtd(object):
         self.before = None
         self._next_itn = 1
         self.closed = []        # (tid, initiator) per connection closed
+        self.portals = list(DEFAULT_PORTALS)    # (address, port) listening
+        self.taken_ports = set()    # ports another program listens on
 
     # -- test controls -------------------------------------------------------
 
@@ -165,6 +171,7 @@ class FakeTgtd(object):
         """tgtd restarted: everything made with tgtadm is gone."""
         self.targets.clear()
         self.accounts.clear()
+        self.portals = list(DEFAULT_PORTALS)
 
     def add_session(self, tid, initiator, address='127.0.0.1', alias=None):
         target = self.targets[tid]
@@ -341,6 +348,8 @@ class FakeTgtd(object):
             if letter not in allowed and letter != 'd':
                 raise TgtadmError("%s mode: option '-%s' is not "
                                   "allowed/supported" % (mode, letter))
+        if mode == 'portal' and op != 'show' and 'params' not in opts:
+            raise TgtadmError('you must specify --param portal=<portal>')
         if mode == 'target' and op == 'new' and 'targetname' not in opts:
             raise TgtadmError('creating new target requires a name, use '
                               '--targetname')
@@ -517,6 +526,37 @@ class FakeTgtd(object):
                 raise TgtadmError(INVALID_REQUEST)
 
     # mode account
+
+    # usr/iscsi/iscsid.c iscsi_param_parse_portals(), iscsi_tcp.c: a bind
+    # that fails (the address and port taken) is an invalid request
+    @staticmethod
+    def _portal_param(opts):
+        param = opts['params']
+        if not param.startswith('portal='):
+            raise TgtadmError(INVALID_REQUEST)
+        address, _sep, port = param[len('portal='):].rpartition(':')
+        return address.strip('[]'), int(port)
+
+    def _op_portal_show(self, opts):
+        # tgtd adds each portal at the head of its list
+        return ''.join('Portal: %s:%d,1\n' % (
+            '[%s]' % address if ':' in address else address, port)
+            for address, port in reversed(self.portals))
+
+    def _op_portal_new(self, opts):
+        address, port = self._portal_param(opts)
+        if port in self.taken_ports or any(
+                p == port and a in (address, '0.0.0.0' if ':' not in address
+                                    else '::')
+                for a, p in self.portals):
+            raise TgtadmError(INVALID_REQUEST)
+        self.portals.append((address, port))
+
+    def _op_portal_delete(self, opts):
+        portal = self._portal_param(opts)
+        if portal not in self.portals:
+            raise TgtadmError(INVALID_REQUEST)
+        self.portals.remove(portal)
 
     def _op_account_new(self, opts):
         self._account_new(opts['user'], opts['password'])

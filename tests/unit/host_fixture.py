@@ -154,7 +154,7 @@ class RecordingTargetBackend(object):
         self.exports = {}
         self.calls = []
 
-    def export(self, name, iqn, device, chap, initiators, port, serial):
+    def export(self, name, iqn, device, chap, initiators, ports, serial):
         self.calls.append(('export', name, list(initiators)))
         entry = self.exports.get(name)
         changed = entry is None
@@ -162,6 +162,7 @@ class RecordingTargetBackend(object):
             entry = self.exports[name] = {
                 'iqn': iqn, 'device': device, 'chap': chap, 'serial': serial,
                 'initiators': [], 'tid': len(self.exports) + 1}
+        entry['ports'] = list(ports)
         for initiator in initiators:
             if initiator not in entry['initiators']:
                 entry['initiators'].append(initiator)

@@ -561,6 +561,13 @@ class SetupTestCase(DriverTestBase):
         self.assertRaises(exception.UnsafeName, self.driver.do_setup,
                           self.ctxt)
 
+    def test_bad_secondary_portal_refused_at_setup(self):
+        self.set_conf(target_secondary_ip_addresses=['192.0.2.11:99999'])
+        e = self.assertRaises(cinder_exception.InvalidConfigurationValue,
+                              self.driver.do_setup, self.ctxt)
+        self.assertIn("'192.0.2.11:99999'", str(e))
+        self.assertIn('ADDRESS:PORT', str(e))
+
     def test_shared_chap_options_ignored_with_a_warning(self):
         self.set_conf(chap_username='shared', chap_password='sharedsecret1')
         with mock.patch.object(driver_mod.LOG, 'warning') as warn:

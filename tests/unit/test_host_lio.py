@@ -40,9 +40,13 @@ class LioBackendTestCase(testtools.TestCase):
     # -- helpers ---------------------------------------------------------
 
     def export(self, chap=CHAP, initiators=(INIT_A,), iqn=IQN,
-               device=DEVICE):
+               device=DEVICE, ports=(PORT,)):
         return self.backend.export(NAME, iqn, device, chap,
-                                   list(initiators), PORT, SERIAL)
+                                   list(initiators), list(ports), SERIAL)
+
+    def portals(self, iqn=IQN):
+        return sorted((p['ip_address'], p['port'])
+                      for p in self.tpg(iqn)['portals'])
 
     def tpg(self, iqn=IQN):
         target = self.rts.target(iqn)
@@ -98,6 +102,50 @@ class LioBackendTestCase(testtools.TestCase):
         self.assertEqual(1, len(self.rts.saves))
         self.assertEqual('/etc/target/saveconfig.json', self.rts.saves[0][0])
         self.assertEqual(self.rts.dump(), self.rts.saved)
+
+    # -- portals (multipath) ---------------------------------------------
+
+    def test_a_portal_per_port(self):
+        self.export(ports=[PORT, 3261])
+        self.assertEqual([('0.0.0.0', PORT), ('0.0.0.0', 3261)],
+                         self.portals())
+        self.assertEqual(self.rts.dump(), self.rts.saved)
+
+    def test_reexport_adds_a_new_port_only(self):
+        self.export()
+        result = self.export(ports=[PORT, 3261])
+        self.assertTrue(result['changed'])
+        self.assertEqual([('0.0.0.0', PORT), ('0.0.0.0', 3261)],
+                         self.portals())
+        self.assertEqual(2, len(self.rts.saves))
+        again = self.export(ports=[PORT, 3261])
+        self.assertFalse(again['changed'])
+        self.assertEqual(2, len(self.rts.saves))
+
+    def test_lost_portal_comes_back(self):
+        self.export(ports=[PORT, 3261])
+        next(p for p in self.live_tpg().network_portals
+             if p.port == 3261).delete()
+        self.assertTrue(self.export(ports=[PORT, 3261])['changed'])
+        self.assertEqual([('0.0.0.0', PORT), ('0.0.0.0', 3261)],
+                         self.portals())
+
+    def test_port_served_on_another_address_left_alone(self):
+        self.export()
+        self.rts.NetworkPortal(self.live_tpg(), '192.0.2.7', 3261)
+        self.export(ports=[PORT, 3261])
+        self.assertEqual([('0.0.0.0', PORT), ('192.0.2.7', 3261)],
+                         self.portals())
+
+    def test_failed_second_portal_undoes_the_export(self):
+        self.export()
+        before = self.rts.dump()
+        self.rts.fail('NetworkPortal', 'Could not create NetworkPortal in '
+                      'configFS')
+        e = self.assertRaisesHostError(errors.TargetError, self.export,
+                                       ports=[PORT, 3261])
+        self.assertIn('Could not create NetworkPortal', e.stderr)
+        self.assertEqual(before, self.rts.dump())
 
     def test_new_export_without_chap(self):
         result = self.export(chap=None, initiators=[INIT_A, INIT_B])
@@ -391,7 +439,7 @@ class LioBackendTestCase(testtools.TestCase):
         self.export()
         self.backend.export('volume-b', 'iqn.2010-10.org.openstack:volume-b',
                             '/dev/zvol/tank/cinder/volume-b', CHAP,
-                            [INIT_A], PORT, SERIAL)
+                            [INIT_A], [PORT], SERIAL)
 
         self.backend.remove(NAME, IQN)
 
@@ -496,7 +544,7 @@ class LioBackendTestCase(testtools.TestCase):
     def test_allow_target_without_the_volumes_lun(self):
         # the IQN is exported, but with another volume's backstore
         self.backend.export('volume-b', IQN, '/dev/zvol/tank/cinder/b',
-                            CHAP, [INIT_A], PORT, SERIAL)
+                            CHAP, [INIT_A], [PORT], SERIAL)
         saves = len(self.rts.saves)
 
         self.assertRaisesHostError(errors.NotFound, self.backend.allow,

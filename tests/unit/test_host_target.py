@@ -54,12 +54,23 @@ class TargetRequestTestCase(testtools.TestCase):
               {'chap': 'CHAP u s'}, {'initiators': 'iqn.1993-08.org.x:y'},
               {'initiators': ['ALL']}, {'initiators': ['iqn.x;id']},
               {'port': 0}, {'port': '3260'}, {'serial': '../etc'},
-              {'serial': 'x y'})
+              {'serial': 'x y'}, {'ports': 3260}, {'ports': []},
+              {'ports': [3260, 0]}, {'ports': [3260, '3261']},
+              {'ports': [True]}, {'ports': list(range(3260, 3277))})
     def test_bad_payload_refused_before_anything_runs(self, changes):
         del self.host.executor.calls[:]
         self.assertRaises(errors.Refused, self.export, **changes)
         self.assertEqual({}, self.backend.exports)
         self.assertEqual([], self.host.executor.calls)
+
+    def test_every_port_of_the_portals(self):
+        self.export(ports=[3261, 3260, 3261])
+        self.assertEqual([3260, 3261], self.backend.exports['volume-a'][
+            'ports'])
+
+    def test_a_driver_without_ports_wants_port(self):
+        self.export(port=3262)
+        self.assertEqual([3262], self.backend.exports['volume-a']['ports'])
 
     def test_foreign_zvol_never_exported(self):
         self.zfs._add(PARENT + '/volume-b', 'volume', volsize=2 ** 30)

@@ -79,14 +79,16 @@ Target 1: iqn.2010-10.org.openstack:volume-e
 """
 
 
-def conf_text(chap=CHAP, initiators=(A,), device=DEVICE, serial=SERIAL):
+def conf_text(chap=CHAP, initiators=(A,), device=DEVICE, serial=SERIAL,
+              ports=(3260,)):
     """The config file an export of NAME must leave, spelled out."""
-    lines = ['# Managed by cinder-zol for %s; do not edit.' % NAME,
-             '<target %s>' % IQN,
-             '    driver iscsi',
-             '    backing-store %s' % device,
-             '    scsi_id %s' % serial,
-             '    scsi_sn %s' % serial]
+    lines = ['# Managed by cinder-zol for %s; do not edit.' % NAME]
+    lines.extend('# cinder-zol listens on port %d' % p for p in ports)
+    lines += ['<target %s>' % IQN,
+              '    driver iscsi',
+              '    backing-store %s' % device,
+              '    scsi_id %s' % serial,
+              '    scsi_sn %s' % serial]
     if chap:
         lines.append('    incominguser %s %s' % tuple(chap))
     lines.append('    initiator-address 255.255.255.255')
@@ -111,9 +113,9 @@ class TgtTestBase(testtools.TestCase):
         self.addCleanup(log.take_notes)
 
     def export(self, chap=CHAP, initiators=(A,), device=DEVICE,
-               serial=SERIAL, iqn=IQN):
+               serial=SERIAL, iqn=IQN, ports=(3260,)):
         return self.backend.export(NAME, iqn, device, chap, list(initiators),
-                                   3260, serial)
+                                   list(ports), serial)
 
     @property
     def path(self):
@@ -175,7 +177,7 @@ class ExportTestCase(TgtTestBase):
                           'initiators': [A], 'changed': True}, result)
         self.assert_exported()
         self.assertEqual(
-            ['target show', 'target new', 'logicalunit new',
+            ['portal show', 'target show', 'target new', 'logicalunit new',
              'logicalunit update', 'account new', 'account bind',
              'target bind', 'target bind', 'target bind', 'target show'],
             self.tgtd.ops())
@@ -198,7 +200,7 @@ class ExportTestCase(TgtTestBase):
                      '--initiator-name', PLACEHOLDER],
              base + ['--mode', 'target', '--op', 'bind', '--tid', '1',
                      '--initiator-name', A]],
-            self.tgtd.calls[1:-1])
+            self.tgtd.calls[2:-1])
 
     def test_conf_file(self):
         self.export()
@@ -417,6 +419,73 @@ class ExportTestCase(TgtTestBase):
         self.executor.tools.clear()
         e = self.assertRaises(errors.TargetError, self.export)
         self.assertIn('Install tgt', e.hint)
+
+
+class PortalTestCase(TgtTestBase):
+    """tgtd listens on every port of the driver's portals (multipath)."""
+
+    def test_a_port_tgtd_does_not_serve_is_opened(self):
+        result = self.export(ports=[3260, 3261])
+        self.assertTrue(result['changed'])
+        self.assertEqual([['tgtadm', '--lld', 'iscsi', '--mode', 'portal',
+                           '--op', 'new', '--params', 'portal=0.0.0.0:3261']],
+                         self.tgtd.calls_of('portal new'))
+        self.assertIn(('0.0.0.0', 3261), self.tgtd.portals)
+        # the default listeners serve 3260; both ports are recorded
+        self.assertEqual(conf_text(ports=(3260, 3261)), self.conf())
+        self.assertEqual([3260, 3261], tgt.conf_ports(self.conf()))
+
+    def test_reexport_opens_nothing_twice(self):
+        self.export(ports=[3260, 3261])
+        self.forget_calls()
+        self.assertFalse(self.export(ports=[3260, 3261])['changed'])
+        self.assertEqual([], self.tgtd.calls_of('portal new'))
+
+    def test_lost_listener_reopened_by_ensure_export(self):
+        self.export(ports=[3260, 3261])
+        self.tgtd.portals.remove(('0.0.0.0', 3261))
+        self.assertTrue(self.export(ports=[3260, 3261])['changed'])
+        self.assertIn(('0.0.0.0', 3261), self.tgtd.portals)
+
+    def test_tgtd_restarted(self):
+        self.export(ports=[3260, 3261])
+        self.tgtd.restart()
+        self.export(ports=[3260, 3261])
+        self.assert_exported()
+        self.assertIn(('0.0.0.0', 3261), self.tgtd.portals)
+
+    def test_new_port_for_a_live_export(self):
+        self.export()
+        self.assertTrue(self.export(ports=[3260, 3261])['changed'])
+        self.assertEqual(conf_text(ports=(3260, 3261)), self.conf())
+
+    def test_port_served_on_one_address_left_alone(self):
+        self.tgtd.portals.append(('192.0.2.7', 3261))
+        self.export(ports=[3260, 3261])
+        self.assertEqual([], self.tgtd.calls_of('portal new'))
+
+    def test_port_taken_refused_before_anything_is_made(self):
+        self.tgtd.taken_ports.add(3261)
+        e = self.assertRaises(errors.TargetError, self.export,
+                              ports=[3260, 3261])
+        self.assertIn('portal=0.0.0.0:3261', e.message)
+        self.assertIn('invalid request', e.stderr)
+        self.assert_nothing_of_ours()
+
+    def test_allow_and_deny_keep_the_ports(self):
+        self.export(ports=[3260, 3261])
+        self.backend.allow(NAME, IQN, B, CHAP)
+        self.assertEqual(conf_text(initiators=(A, B), ports=(3260, 3261)),
+                         self.conf())
+        self.backend.deny(NAME, IQN, [A])
+        self.assertEqual(conf_text(initiators=(B,), ports=(3260, 3261)),
+                         self.conf())
+
+    def test_parse_portals(self):
+        self.assertEqual([('[::]', 3260), ('0.0.0.0', 3260),
+                          ('0.0.0.0', 3261)], tgt.parse_portals(
+            'Portal: [::]:3260,1\nPortal: 0.0.0.0:3260,1\n'
+            'Portal: 0.0.0.0:3261,1\n'))
 
 
 @ddt.ddt

@@ -117,6 +117,40 @@ class ISCSITargetTestCase(test.TestCase):
         self.assertEqual(['198.51.100.1:3261', '198.51.100.2:3261',
                           '[2001:db8::1]:3261'], self.target.portals())
 
+    def test_secondary_portals_with_their_own_ports(self):
+        self.set_conf(target_ip_address='127.0.0.1', target_port=3261,
+                      target_secondary_ip_addresses=[
+                          '127.0.0.1:3262', '[2001:db8::1]:3263',
+                          '2001:db8::2', ' storage-b.example.com:3260 '])
+        target = targets.get_target(self.configuration, self.storage)
+        self.assertEqual(['127.0.0.1:3261', '127.0.0.1:3262',
+                          '[2001:db8::1]:3263', '[2001:db8::2]:3261',
+                          'storage-b.example.com:3260'], target.portals())
+        self.assertEqual([3260, 3261, 3262, 3263], target.ports())
+
+    @ddt.data('198.51.100.2:', '198.51.100.2:0', '198.51.100.2:65536',
+              '198.51.100.2:32a', '198.51.100.2:-1', '[198.51.100.2]:3261',
+              '[2001:db8::1', '[2001:db8::1]3261', '[2001:db8::1]:',
+              '1.2.3.4:3260:1', 'bad host', 'bad_host!:3260', '', ':3260',
+              '256.1.1.1', 'storage;reboot', '198.51.100.2:\u00b2',
+              '198.51.100.2:003260')
+    def test_bad_secondary_portal_refused(self, entry):
+        self.set_conf(target_secondary_ip_addresses=[entry])
+        e = self.assertRaises(cinder_exception.InvalidConfigurationValue,
+                              targets.get_target, self.configuration,
+                              self.storage)
+        self.assertIn('target_secondary_ip_addresses entry %r' % entry,
+                      str(e))
+
+    @ddt.data(['192.0.2.10'], ['192.0.2.10:3260'],
+              ['198.51.100.2:3261', '198.51.100.2:3261'])
+    def test_same_portal_twice_refused(self, secondaries):
+        self.set_conf(target_secondary_ip_addresses=secondaries)
+        e = self.assertRaises(cinder_exception.InvalidConfigurationValue,
+                              targets.get_target, self.configuration,
+                              self.storage)
+        self.assertIn('more than once', str(e))
+
     def test_portal_san_is_local(self):
         self.set_conf(san_is_local=True, target_ip_address='198.51.100.9')
         self.assertEqual(['198.51.100.9:3260'], self.target.portals())
@@ -207,15 +241,44 @@ class ISCSITargetTestCase(test.TestCase):
             'auth_username': 'user0123456789abcdef',
             'auth_password': 'secret0123456789'}, info['data'])
 
-    def test_initialize_connection_multipath(self):
-        self.set_conf(target_secondary_ip_addresses=['198.51.100.2'])
+    @ddt.data(True, False)
+    def test_initialize_connection_two_portals(self, multipath):
+        # listed with or without multipath: os-brick fails over between
+        # them on a single path (as with Cinder's own targets)
+        self.set_conf(target_secondary_ip_addresses=['198.51.100.2:3261'])
+        vol = self.volume(provider_location=LOCATION)
+        data = self.target.initialize_connection(
+            vol, {'initiator': INITIATOR, 'multipath': multipath})['data']
+        self.assertEqual('192.0.2.10:3260', data['target_portal'])
+        self.assertEqual(['192.0.2.10:3260', '198.51.100.2:3261'],
+                         data['target_portals'])
+        self.assertEqual(['iqn.2010-10.org.openstack:volume-x'] * 2,
+                         data['target_iqns'])
+        self.assertEqual([1, 1], data['target_luns'])
+        self.assertNotIn('auth_method', data)
+
+    def test_initialize_connection_one_portal_multipath(self):
+        # the configured portal only: no sendtargets discovery, which
+        # would report every address the storage host listens on
         vol = self.volume(provider_location=LOCATION)
         data = self.target.initialize_connection(
             vol, {'initiator': INITIATOR, 'multipath': True})['data']
-        self.assertEqual(['192.0.2.10:3260', '198.51.100.2:3260'],
-                         data['target_portals'])
-        self.assertEqual([1, 1], data['target_luns'])
-        self.assertNotIn('auth_method', data)
+        self.assertEqual(['192.0.2.10:3260'], data['target_portals'])
+        self.assertEqual(['iqn.2010-10.org.openstack:volume-x'],
+                         data['target_iqns'])
+        self.assertEqual([1], data['target_luns'])
+
+    def test_export_asks_for_every_portal_port(self):
+        self.set_conf(target_port=3261, target_secondary_ip_addresses=[
+            '198.51.100.2', '198.51.100.3:3262', '198.51.100.4:3262'])
+        vol = self.volume()
+        update = self.target.create_export(vol, {'initiator': INITIATOR})
+        payload = self.storage.target.call_args[0][3]
+        self.assertEqual(3261, payload['port'])
+        self.assertEqual([3261, 3262], payload['ports'])
+        # the primary portal only: secondaries are taken at each attach
+        self.assertTrue(update['provider_location'].startswith(
+            '192.0.2.10:3261,4 '))
 
     def test_initialize_connection_not_exported(self):
         self.assertRaises(exception.TargetError,
