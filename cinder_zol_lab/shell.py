@@ -73,6 +73,7 @@ class GuestShell:
     mode: str = ''
     target: str = ''
     run_dir: Path | None = None
+    nvme_port: int = 0
 
     # -- the environment of child processes ---------------------------------
 
@@ -88,8 +89,9 @@ class GuestShell:
         if missing:
             raise LabError(', '.join(missing) + ' not set (no lab guest)')
         kwargs = {k: v for k, v in values.items() if v}
-        for k in ('ssh_port', 'iscsi_port'):
-            kwargs[k] = int(kwargs[k])
+        for k in ('ssh_port', 'iscsi_port', 'nvme_port'):
+            if k in kwargs:
+                kwargs[k] = int(kwargs[k])
         for k in ('key', 'known_hosts', 'run_dir'):
             if k in kwargs:
                 kwargs[k] = Path(kwargs[k])
@@ -275,6 +277,14 @@ for a in $(tgt --mode account --op show | awk 'NR > 1 {print $1}'); do
     tgt --mode account --op delete --user "$a"
 done
 rm -f /etc/tgt/conf.d/cinder-zol-*
+n=/sys/kernel/config/nvmet
+if [ -d $n ]; then
+    rm -f $n/ports/*/subsystems/* $n/subsystems/*/allowed_hosts/*
+    for d in $n/subsystems/*/namespaces/*; do
+        [ -d "$d" ] && echo 0 > "$d/enable" && rmdir "$d"
+    done
+    rmdir $n/subsystems/* $n/ports/* $n/hosts/* 2>/dev/null
+fi
 '''
 
 _DESTROY_CHILDREN = r'''
