@@ -13,7 +13,7 @@ NAME = 'zol_lab'    # volume_backend_name (and the harnesses' section name)
 
 def settings(shell: GuestShell) -> dict:
     """cinder.conf backend options for the guest ``shell`` describes."""
-    return {
+    settings = {
         'volume_backend_name': NAME,
         'san_ip': shell.host,
         'san_ssh_port': shell.ssh_port,
@@ -26,3 +26,7 @@ def settings(shell: GuestShell) -> dict:
         'target_ip_address': '127.0.0.1',
         'target_port': shell.iscsi_port,
     }
+    if shell.target == 'nvmet':
+        settings.update(target_port=shell.nvme_port,
+                        target_protocol='nvmet_tcp')
+    return settings

@@ -58,7 +58,7 @@ PROFILES = {
 }
 DEFAULT_PROFILE = 'debian13'
 
-TARGET_HELPERS = ('tgtadm', 'lioadm')
+TARGET_HELPERS = ('tgtadm', 'lioadm', 'nvmet')
 # How the storage host is set up: the driver logs in as an unprivileged
 # account through the forced-command wrapper (the default, as the README
 # recommends), or as root.
@@ -253,9 +253,10 @@ class LabGuest:
     guest's coordinates and its one ssh client), ``host`` ('127.0.0.1'),
     ``ssh_port``, ``iscsi_port`` (forwarded to the same port in the guest,
     where the active target listens), ``iscsi_port2`` (forwarded the same
-    way: a second portal, for multipath), ``user`` ('root', for the lab's own
-    checks), ``login`` (the driver's account: cinder-zol, or root in root
-    mode), ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
+    way: a second portal, for multipath), ``nvme_port`` (the same for
+    nvmet's NVMe/TCP port), ``user`` ('root', for the lab's own checks),
+    ``login`` (the driver's account: cinder-zol, or root in root mode),
+    ``private_key``, ``known_hosts``, ``pool``, ``parent_dataset``,
     ``run_dir``, ``console_log``, ``image``, ``pid`` (QEMU's), ``target``
     (last helper passed to use_target), ``timings`` (seconds).
 
@@ -293,6 +294,7 @@ class LabGuest:
         self.ssh_port: int | None = None
         self.iscsi_port: int | None = None
         self.iscsi_port2: int | None = None
+        self.nvme_port: int | None = None
         self.private_key: Path | None = None
         self.known_hosts: Path | None = None
         self.run_dir: Path | None = None
@@ -355,6 +357,8 @@ class LabGuest:
             self.ssh_port = _free_port()
             self.iscsi_port = _free_port({self.ssh_port})
             self.iscsi_port2 = _free_port({self.ssh_port, self.iscsi_port})
+            self.nvme_port = _free_port({self.ssh_port, self.iscsi_port,
+                                         self.iscsi_port2})
             self.known_hosts.write_text(
                 f'[{self.host}]:{self.ssh_port} {self.image.host_key()}\n')
             self.shell = GuestShell(
@@ -362,7 +366,8 @@ class LabGuest:
                 known_hosts=self.known_hosts, parent=self.parent_dataset,
                 iscsi_port=self.iscsi_port, iscsi_port2=self.iscsi_port2,
                 pool=self.pool, user=self.user,
-                login=self.login, mode=self.mode, run_dir=self.run_dir)
+                login=self.login, mode=self.mode, run_dir=self.run_dir,
+                nvme_port=self.nvme_port)
             self._launch_qemu(overlay, scratch)
             try:
                 self._wait_for_ssh(t0)
@@ -387,7 +392,8 @@ class LabGuest:
         fwd = (f'hostfwd=tcp:{self.host}:{self.ssh_port}-:22,'
                f'hostfwd=tcp:{self.host}:{self.iscsi_port}-:{self.iscsi_port},'
                f'hostfwd=tcp:{self.host}:{self.iscsi_port2}-:'
-               f'{self.iscsi_port2}')
+               f'{self.iscsi_port2},'
+               f'hostfwd=tcp:{self.host}:{self.nvme_port}-:{self.nvme_port}')
         return [
             'qemu-system-x86_64',
             '-name', 'cinder-zol-lab',
@@ -596,7 +602,7 @@ class LabGuest:
                            + _tail(r.stdout + r.stderr, 30))
 
     def use_target(self, helper: str) -> None:
-        """Make tgt ('tgtadm') or LIO ('lioadm') the one iSCSI target."""
+        """Make tgt ('tgtadm'), LIO ('lioadm') or nvmet the one target."""
         # The driver advertises target_port = iscsi_port, and the forward
         # keeps that number inside the guest: tgt gets an extra portal on
         # it, LIO creates its portal there itself.
@@ -629,6 +635,13 @@ for i in $(seq 1 100); do
 done
 tgtadm --lld iscsi --mode portal --op show | grep -q ":PORT\b"
 '''.replace('PORT', str(self.iscsi_port))
+        elif helper == 'nvmet':
+            # the root helper loads nvmet and nvmet-tcp itself, and opens
+            # the driver's target_port (nvme_port, forwarded as is)
+            script = r'''
+systemctl disable --now tgt >/dev/null 2>&1
+true
+'''
         elif helper == 'lioadm':
             script = r'''
 set -e

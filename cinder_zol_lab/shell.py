@@ -69,6 +69,8 @@ class GuestShell:
     iscsi_port: int
     # a second forwarded iSCSI port (multipath); 0 when there is none
     iscsi_port2: int = 0
+    # the forwarded NVMe/TCP port (nvmet); 0 when there is none
+    nvme_port: int = 0
     pool: str = 'tank'
     user: str = 'root'
     login: str = 'root'
@@ -90,7 +92,7 @@ class GuestShell:
         if missing:
             raise LabError(', '.join(missing) + ' not set (no lab guest)')
         kwargs = {k: v for k, v in values.items() if v}
-        for k in ('ssh_port', 'iscsi_port', 'iscsi_port2'):
+        for k in ('ssh_port', 'iscsi_port', 'iscsi_port2', 'nvme_port'):
             if k in kwargs:
                 kwargs[k] = int(kwargs[k])
         for k in ('key', 'known_hosts', 'run_dir'):
@@ -278,6 +280,14 @@ for a in $(tgt --mode account --op show | awk 'NR > 1 {print $1}'); do
     tgt --mode account --op delete --user "$a"
 done
 rm -f /etc/tgt/conf.d/cinder-zol-*
+n=/sys/kernel/config/nvmet
+if [ -d $n ]; then
+    rm -f $n/ports/*/subsystems/* $n/subsystems/*/allowed_hosts/*
+    for d in $n/subsystems/*/namespaces/*; do
+        [ -d "$d" ] && echo 0 > "$d/enable" && rmdir "$d"
+    done
+    rmdir $n/subsystems/* $n/ports/* $n/hosts/* 2>/dev/null
+fi
 '''
 
 _DESTROY_CHILDREN = r'''

@@ -6,7 +6,7 @@ the root helper on every call::
     # parent datasets cinder-zol may manage (space separated)
     datasets = tank/cinder
     # target helpers the root helper may drive
-    target_helpers = tgtadm lioadm
+    target_helpers = tgtadm lioadm nvmet
     # account that runs the agent (for the root helper's checks)
     user = cinder-zol
 
@@ -18,7 +18,7 @@ from . import errors
 from . import names
 
 PATH = '/etc/cinder-zol/host.conf'
-TARGET_HELPERS = ('tgtadm', 'lioadm')
+TARGET_HELPERS = ('tgtadm', 'lioadm', 'nvmet')
 
 
 class HostConfig(object):

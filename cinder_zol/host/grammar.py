@@ -156,3 +156,99 @@ def parse_version(text):
     if not found:
         return None
     return tuple(int(x) for x in found[-1].split('.'))
+
+
+# -- nvmet configfs ----------------------------------------------------------
+#
+# What the root helper may do below /sys/kernel/config/nvmet (paths relative
+# to it): the objects of one export, the attributes that build them, and
+# nothing that opens a subsystem to every host (attr_allow_any_host is only
+# ever written 0).
+
+_UUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+                   r'[0-9a-f]{12}$')
+_NVMET_VALUES = {
+    'attr_allow_any_host': re.compile(r'^0$'),
+    'enable': re.compile(r'^[01]$'),
+    'revalidate_size': re.compile(r'^1$'),
+    'device_uuid': _UUID,
+    'device_nguid': _UUID,
+    'addr_trtype': re.compile(r'^tcp$'),
+    'addr_adrfam': re.compile(r'^ipv4$'),
+    'addr_traddr': re.compile(r'^0\.0\.0\.0$'),
+    'addr_trsvcid': re.compile(r'^[1-9][0-9]{0,4}$'),
+}
+
+
+def _nvmet_object(parts):
+    """The kind of object a configfs path names, checking every name."""
+    if len(parts) == 2 and parts[0] == 'hosts':
+        names.nqn(parts[1], 'host NQN')
+        return 'host'
+    if len(parts) == 2 and parts[0] == 'ports' and parts[1].isdigit():
+        return 'port'
+    if len(parts) >= 2 and parts[0] == 'subsystems':
+        names.nqn(parts[1], 'subsystem NQN')
+        if len(parts) == 2:
+            return 'subsystem'
+        if len(parts) == 4 and parts[2] == 'namespaces' and \
+                parts[3].isdigit():
+            return 'namespace'
+        if len(parts) == 4 and parts[2] == 'allowed_hosts':
+            names.nqn(parts[3], 'host NQN')
+            return 'allowed host'
+    if len(parts) == 4 and parts[0] == 'ports' and parts[1].isdigit() and \
+            parts[2] == 'subsystems':
+        names.nqn(parts[3], 'subsystem NQN')
+        return 'port subsystem'
+    return None
+
+
+def check_nvmet(action, path, value=None):
+    """Refuse (errors.Refused) any nvmet configfs change outside the grammar.
+
+    ``action`` is mkdir, rmdir, write (``value`` the text), link (``value``
+    the link's target path) or unlink; paths are relative to the nvmet
+    configfs root.
+    """
+    parts = path.split('/') if isinstance(path, str) else []
+    refused = errors.Refused('nvmet %s %r%s is not in the grammar'
+                             % (action, path, '' if value is None
+                                else ' = %r' % (value,)))
+    if not parts or '' in parts or '.' in parts or '..' in parts:
+        raise refused
+    if action in ('mkdir', 'rmdir'):
+        kind = _nvmet_object(parts)
+        if kind not in ('host', 'port', 'subsystem', 'namespace'):
+            raise refused
+    elif action == 'write':
+        attr = parts[-1]
+        kind = _nvmet_object(parts[:-1])
+        if not isinstance(value, str):
+            raise refused
+        if attr == 'device_path' and kind == 'namespace':
+            device = value[len('/dev/zvol/'):].split('/')
+            if not value.startswith('/dev/zvol/') or len(device) < 3:
+                raise refused
+            names.parent('/'.join(device[:-1]))
+            names.component(device[-1])
+        elif attr not in _NVMET_VALUES or \
+                not _NVMET_VALUES[attr].match(value) or kind != {
+                    'attr_allow_any_host': 'subsystem',
+                    'enable': 'namespace', 'revalidate_size': 'namespace',
+                    'device_uuid': 'namespace', 'device_nguid': 'namespace',
+                }.get(attr, 'port'):
+            raise refused
+    elif action == 'link':
+        kind = _nvmet_object(parts)
+        target = value.split('/') if isinstance(value, str) else []
+        if kind == 'allowed host' and target == ['hosts', parts[3]]:
+            return
+        if kind == 'port subsystem' and target == ['subsystems', parts[3]]:
+            return
+        raise refused
+    elif action == 'unlink':
+        if _nvmet_object(parts) not in ('allowed host', 'port subsystem'):
+            raise refused
+    else:
+        raise refused

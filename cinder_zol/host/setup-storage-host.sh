@@ -125,6 +125,7 @@ say "installed $LIBEXEC/cinder-zol-host and cinder-zol-target"
 helpers=()
 command -v tgtadm >/dev/null && helpers+=(tgtadm)
 python3 -c 'import rtslib_fb' 2>/dev/null && helpers+=(lioadm)
+modinfo nvmet-tcp >/dev/null 2>&1 && helpers+=(nvmet)
 agent_user=$USER_NAME
 [ "$ROOT_MODE" = 1 ] && agent_user=root
 if [ "$ROOT_MODE" = 0 ] && ! id "$USER_NAME" >/dev/null 2>&1; then

@@ -33,11 +33,13 @@ CHUNK = 1 << 20
 
 
 def backend(host, helper):
-    """The target implementation for ``helper`` (tgtadm, lioadm)."""
+    """The target implementation for ``helper`` (tgtadm, lioadm, nvmet)."""
     host.config.check_helper(helper)
     if helper not in host.target_backends:
         if helper == 'tgtadm':
             from . import tgt as module
+        elif helper == 'nvmet':
+            from . import nvmet as module
         else:
             from . import lio as module
         host.target_backends[helper] = module.Backend(host.executor)

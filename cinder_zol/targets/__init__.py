@@ -16,6 +16,9 @@ HELPERS = {
     'lioadm': ('cinder_zol.targets.iscsi', 'ISCSITarget',
                'iSCSI through the LIO kernel target (rtslib-fb), saved '
                'with saveconfig'),
+    'nvmet': ('cinder_zol.targets.nvme', 'NVMeTCPTarget',
+              'NVMe-oF over TCP through the kernel nvmet target '
+              '(configfs); needs target_protocol = nvmet_tcp'),
 }
 
 

@@ -596,6 +596,12 @@ class StatsTestCase(DriverTestBase):
         self.assertEqual(driver_mod.ZFSonLinuxISCSIDriver.VERSION,
                          stats['driver_version'])
 
+    def test_protocol_is_the_targets(self):
+        self.set_conf(zol_target_helper='nvmet', target_protocol='nvmet_tcp')
+        self.driver.do_setup(self.ctxt)
+        stats = self.driver.get_volume_stats(refresh=True)
+        self.assertEqual('NVMe-TCP', stats['storage_protocol'])
+
     def test_independent_of_the_number_of_volumes(self):
         for _ in range(20):
             self.driver.create_volume(self.volume())
