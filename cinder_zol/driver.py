@@ -21,6 +21,7 @@ from cinder.volume.drivers.san import san
 from cinder.volume import volume_utils
 
 from cinder_zol import exception
+from cinder_zol import groups
 from cinder_zol.host import errors as host_errors
 from cinder_zol.host import ops
 from cinder_zol.host import props as zfs_props
@@ -36,7 +37,8 @@ LOG = logging.getLogger(__name__)
 
 
 @interface.volumedriver
-class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
+class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
+                            san.SanISCSIDriver):
     """Volumes as ZFS zvols on a ZoL host, exported over iSCSI.
 
     Version history:
@@ -362,4 +364,6 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, san.SanISCSIDriver):
             'multiattach': True,
             'QoS_support': False,
             'sparse_copy_volume': True,
+            # a group snapshot is one zfs command (cinder_zol.groups)
+            'consistent_group_snapshot_enabled': True,
         }

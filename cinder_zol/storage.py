@@ -158,6 +158,25 @@ class StorageHost(object):
             payload['sparse'] = sparse
         return self.call('set-props', self.parent, name, payload=payload)
 
+    # -- groups ----------------------------------------------------------
+
+    def group_check(self, names_):
+        self.call('group-check', self.parent, *names_)
+
+    def group_snapshot(self, pairs):
+        """Snapshot [(zvol, snapshot)] at one instant (one zfs command)."""
+        self.call('group-snapshot', self.parent,
+                  *['%s@%s' % pair for pair in pairs])
+
+    def clone_group(self, clones):
+        """Make every clone or none: {new: {source, snapshot, size, ...}}.
+
+        ``snapshot`` None clones the sources as they are now, all at one
+        instant.
+        """
+        self.call('clone-group', self.parent, *sorted(clones),
+                  payload={'clones': clones})
+
     # -- image cache and zvol data ----------------------------------------
 
     def image_find(self, name):

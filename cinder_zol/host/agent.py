@@ -31,6 +31,7 @@ import sys
 from . import config as config_mod
 from . import errors
 from . import execute
+from . import groups  # noqa: F401 (registers group snapshots and clones)
 from . import images
 from . import locks
 from . import log

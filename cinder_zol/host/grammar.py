@@ -32,6 +32,10 @@ GET_PROPS = frozenset(('type', 'used', 'available', 'used,available',
 # cover SETTABLE.
 SETTABLE = props.SETTABLE
 INHERITABLE = props.INHERITABLE
+# Snapshots one `zfs snapshot` may take at once (a consistent group
+# snapshot): ~90 characters each keeps the request within the agent's
+# SSH command limit (agent.MAX_COMMAND).
+MAX_SNAPSHOTS = 128
 
 
 def _dataset(arg, parents):
@@ -53,6 +57,25 @@ def _snapshots(arg, parents, several=False):
     for snap in snaps.split(',') if several else [snaps]:
         names.component(snap, 'snapshot name')
     return arg
+
+
+def _snapshot_set(args, parents):
+    """One or more snapshots of distinct zvols below ONE parent.
+
+    One command is one transaction group in one pool: that is what makes a
+    group snapshot consistent, so the datasets must share their parent.
+    """
+    if not 1 <= len(args) <= MAX_SNAPSHOTS:
+        raise errors.Refused('a snapshot command takes 1 to %d snapshots, '
+                             'not %d' % (MAX_SNAPSHOTS, len(args)))
+    datasets = [_snapshots(arg, parents).partition('@')[0] for arg in args]
+    if len(set(d.rsplit('/', 1)[0] for d in datasets)) != 1:
+        raise errors.Refused('snapshots below different parents in one '
+                             'command: %s' % ' '.join(args))
+    if len(set(datasets)) != len(datasets):
+        raise errors.Refused('two snapshots of one dataset in one command: '
+                             '%s' % ' '.join(args))
+    return args
 
 
 def _assignment(arg, allowed):
@@ -105,9 +128,7 @@ def check_zfs(argv, parents):
         _expect(len(rest) == 1 and props.get(MANAGED_PROP) == 'yes', argv)
         _dataset(rest[0], parents)
     elif verb == 'snapshot':
-        _expect(len(args) >= 1, argv)
-        for arg in args:
-            _snapshots(arg, parents)
+        _snapshot_set(args, parents)
     elif verb == 'clone':
         props, rest = _options(args)
         _expect(len(rest) == 2 and props.get(MANAGED_PROP) == 'yes', argv)

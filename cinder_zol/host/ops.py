@@ -9,13 +9,16 @@ spec of each operation below *is* the grammar (:func:`parse`).
 
 Argument kinds: PARENT (a dataset listed in host.conf), NAME and SNAP (one
 safe name component), SIZE (bytes, decimal), HELPER (an enabled target
-helper), NAMES (one or more NAME, last argument only).
+helper), NAMES (one or more NAME, last argument only), SNAPSHOTS (one or
+more NAME@SNAP of distinct zvols, at most grammar.MAX_SNAPSHOTS, last
+argument only).
 """
 
 import os
 
 from . import dependents
 from . import errors
+from . import grammar
 from . import names
 from . import props as zprops
 
@@ -49,6 +52,13 @@ def _check_arg(kind, value, config):
         return config.check_parent(value)
     if kind in ('NAME', 'SNAP', 'NAMES'):
         return names.component(value, kind.lower())
+    if kind == 'SNAPSHOTS':
+        name, at, snap = value.partition('@')
+        if not at:
+            raise errors.Refused('%r is not NAME@SNAPSHOT' % (value,))
+        names.component(name, 'zvol name')
+        names.component(snap, 'snapshot name')
+        return value
     if kind == 'SIZE':
         names.size(value)
         return value
@@ -67,10 +77,13 @@ def parse(argv, config):
     operation = OPERATIONS[argv[0]]
     args = list(argv[1:])
     spec = operation.spec
-    variadic = bool(spec) and spec[-1] == 'NAMES'
+    variadic = bool(spec) and spec[-1] in ('NAMES', 'SNAPSHOTS')
     if len(args) != len(spec) and not (variadic and len(args) >= len(spec)):
         raise errors.Refused('%s takes %s, not %d arguments' % (
             operation.name, ' '.join(spec) or 'no arguments', len(args)))
+    if variadic and len(args) - len(spec) + 1 > grammar.MAX_SNAPSHOTS:
+        raise errors.Refused('%s takes at most %d %s' % (
+            operation.name, grammar.MAX_SNAPSHOTS, spec[-1]))
     for i, value in enumerate(args):
         kind = spec[min(i, len(spec) - 1)]
         _check_arg(kind, value, config)

@@ -270,6 +270,16 @@ class ZfsHost(object):
         self._zfs('zfs snapshot %s' % ' '.join(targets),
                   'snapshot', *targets)
 
+    def snapshot_set(self, pairs):
+        """Snapshot several zvols at once: [(zvol, snapshot name)].
+
+        One ``zfs snapshot`` is one transaction group: every snapshot holds
+        the same instant (equal createtxg), or none is created.
+        """
+        targets = [self.path(name, snap) for name, snap in pairs]
+        self._zfs('zfs snapshot %s' % ' '.join(targets),
+                  'snapshot', *targets)
+
     def clone(self, name, snapshot, new_name, props, sparse=True):
         """Clone a snapshot; a thick clone reserves its full size.
 

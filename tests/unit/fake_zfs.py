@@ -136,9 +136,11 @@ class FakeZfsHost(object):
             if name in self.datasets:
                 raise ZfsFailure("cannot create snapshot '%s': dataset "
                                  "already exists" % name)
+        txg = self.txg + 1
         for name in args:   # atomic: all or nothing, one txg
             self._add(name, 'snapshot',
                       volsize=self.datasets[name.split('@')[0]]['volsize'])
+            self.datasets[name]['createtxg'] = self.txg = txg
 
     def _zfs_clone(self, args):
         props, (origin, name), _ = self._opts(args)

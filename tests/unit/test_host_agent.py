@@ -220,7 +220,7 @@ class RequestGrammarTestCase(testtools.TestCase):
     def test_every_operation_has_a_spec_the_parser_accepts(self):
         samples = {'PARENT': PARENT, 'NAME': 'volume-a', 'SNAP': 'snap-1',
                    'SIZE': '1073741824', 'HELPER': 'tgtadm',
-                   'NAMES': 'volume-b'}
+                   'NAMES': 'volume-b', 'SNAPSHOTS': 'volume-b@snap-1'}
         for name, operation in ops.OPERATIONS.items():
             argv = [name] + [samples[k] for k in operation.spec]
             self.assertEqual(name, ops.parse(argv, self.config)[0].name)
