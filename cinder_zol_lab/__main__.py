@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                              '$CINDER_ZOL_LAB_PROFILE or '
                              f'{lab.DEFAULT_PROFILE})')
     args = p.parse_args(argv)
-    if args.profile:
+    if getattr(args, 'profile', None):
         # children (tests, stacks) and LabGuest read the same variable
         os.environ['CINDER_ZOL_LAB_PROFILE'] = args.profile
     services.unwind_on_termination()
