@@ -417,8 +417,7 @@ class HostRebootTestCase(base.LabTestCase):
                          'after the reboot')
         for i, session in enumerate(sessions):
             session.verify_pattern(0x61 + i, 4 * MiB)
-        outcome('storage host rebooted, 2 volumes attached (%s)'
-                % self.lab['target'],
+        outcome('storage host rebooted, 2 volumes attached',
                 'pool imported, %d exports restored from config, data read '
                 'back (reboot %.0f s)' % (len(restored), took))
         # cinder-volume starts: a fresh driver, ensure_export for each
