@@ -19,6 +19,20 @@ class StorageHostUnreachable(StorageHostError):
                 'credentials (san_private_key or san_password).')
 
 
+class StorageHostConnectionLost(StorageHostUnreachable):
+    """The connection dropped while an operation was running there."""
+
+    message = _('Lost the connection to the ZFS storage host '
+                '%(host)s:%(port)s in the middle of "%(cmd)s": %(reason)s. '
+                'The operation may or may not have completed on the storage '
+                'host. Retry it (a retried delete, or deleting the errored '
+                'volume or snapshot, cleans up what a half-done operation '
+                'left); if it keeps failing, check why the connection '
+                'dropped (the storage host rebooted, sshd restarted, the '
+                'network) and the state under the parent dataset (zfs list '
+                '-t all -r).')
+
+
 class HostKeyNotTrusted(StorageHostError):
     message = _('The SSH host key of %(host)s (%(key_type)s %(fingerprint)s) '
                 'is %(state)s in %(known_hosts)s; refusing to connect. Verify '

@@ -574,10 +574,9 @@ class SshRunner(Runner):
                                         host=self.host, timeout=timeout)
 
     def _lost(self, cmd, error):
-        return exception.StorageHostUnreachable(
-            host=self.host, port=self.port,
-            reason='connection lost while running %s: %s'
-            % (strutils.mask_password(cmd), error))
+        return exception.StorageHostConnectionLost(
+            host=self.host, port=self.port, cmd=strutils.mask_password(cmd),
+            reason=error)
 
     # -- agent sessions --------------------------------------------------
 
@@ -645,12 +644,11 @@ class SshRunner(Runner):
                         if channel.status_event.is_set() else '?'
                     if not _transport_active(channel):
                         raise self._lost(shown, 'the connection closed')
-                    raise exception.StorageHostUnreachable(
-                        host=self.host, port=self.port,
-                        reason='the storage host agent ended the session '
-                               '(exit status %s): %s' % (
-                                   code, strutils.mask_password(err.strip())
-                                   or 'no message'))
+                    raise self._lost(
+                        shown, 'the storage host agent ended the session '
+                        '(exit status %s): %s' % (
+                            code, strutils.mask_password(err.strip())
+                            or 'no message'))
                 conn.buffer += data
         except _CONNECTION_ERRORS as e:
             raise self._lost(shown, e)

@@ -6,6 +6,8 @@
                                           exit with CMD's exit code
   shell                                   boot a guest, print the ssh command,
                                           wait for Ctrl-C
+  faults FILE                             print the fault table that lab
+                                          runs collected in FILE
   demo [--target tgtadm|lioadm]           boot a guest and take one volume
                                           through its life with the driver
                                           (needs cinder; see demo.py)
@@ -31,6 +33,7 @@ import time
 if not __package__:  # run as a plain script: python cinder_zol_lab/__main__.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
+from cinder_zol_lab import faults  # noqa: E402
 from cinder_zol_lab import guest as lab  # noqa: E402
 from cinder_zol_lab import services  # noqa: E402
 
@@ -103,7 +106,14 @@ def cmd_run(args) -> int:
         log(f'lab: running {shlex.join(cmd)}')
         child = subprocess.Popen(cmd, env=dict(os.environ, **g.env()))
         try:
-            return child.wait()
+            while True:
+                try:
+                    rc = child.wait(timeout=1)
+                    break
+                except subprocess.TimeoutExpired:
+                    g.serve_requests()   # a test's reboot of the guest
+            faults.hand_over(g.run_dir, log)
+            return rc
         except BaseException:
             # Ctrl-C reached the child too (same process group); give it a
             # moment, then terminate it (it is ours)
@@ -113,6 +123,11 @@ def cmd_run(args) -> int:
                 services.end(child, 10)
             raise
     return _in_guest(args, run)
+
+
+def cmd_faults(args) -> int:
+    print(faults.table(faults.rows(args.file)), flush=True)
+    return 0
 
 
 def cmd_shell(args) -> int:
@@ -147,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='command', required=True)
     bp = sub.add_parser('build', help='build (or reuse) the guest image')
+    fp = sub.add_parser('faults', help='print the fault table collected in '
+                        'FILE ($CINDER_ZOL_LAB_FAULT_TABLE of lab runs)')
+    fp.add_argument('file')
     parsers = [bp]
     helps = {'run': 'boot a guest and run CMD',
              'shell': 'boot a guest for a human',
@@ -175,13 +193,15 @@ def main(argv: list[str] | None = None) -> int:
                              '$CINDER_ZOL_LAB_PROFILE or '
                              f'{lab.DEFAULT_PROFILE})')
     args = p.parse_args(argv)
-    if args.profile:
+    if getattr(args, 'profile', None):
         # children (tests, stacks) and LabGuest read the same variable
         os.environ['CINDER_ZOL_LAB_PROFILE'] = args.profile
     services.unwind_on_termination()
     try:
         if args.command == 'build':
             return cmd_build(args)
+        if args.command == 'faults':
+            return cmd_faults(args)
         if args.command == 'run':
             return cmd_run(args)
         if args.command == 'demo':

@@ -40,6 +40,8 @@ from . import services
 from .shell import CONTROL_SOCKET
 from .shell import GuestShell
 from .shell import LabError
+from .shell import REBOOT_DONE
+from .shell import REBOOT_REQUEST
 
 LAB_DIR = Path(__file__).resolve().parent
 BUILD_SCRIPT = LAB_DIR / 'build-image.sh'
@@ -272,7 +274,7 @@ class LabGuest:
                  parent_dataset: str | None = None, *,
                  memory_mb: int = 2048, smp: int = 2,
                  scratch_size_gb: int = 10,
-                 boot_timeout: float = 420, keep: bool = False,
+                 boot_timeout: float | None = None, keep: bool = False,
                  cache_dir: Path | None = None, log: Log = print,
                  image: Image | None = None,
                  mode: str = 'least-privilege'):
@@ -285,7 +287,9 @@ class LabGuest:
         self.memory_mb = memory_mb
         self.smp = smp
         self.scratch_size_gb = scratch_size_gb
-        self.boot_timeout = boot_timeout
+        # a loaded machine may need longer: CINDER_ZOL_LAB_BOOT_TIMEOUT
+        self.boot_timeout = boot_timeout or float(
+            os.environ.get('CINDER_ZOL_LAB_BOOT_TIMEOUT') or 420)
         self.keep = keep
         self.cache_dir = Path(cache_dir or CACHE_DIR)
         self.log = log
@@ -558,6 +562,63 @@ class LabGuest:
                     interval=0.1, what=f'QEMU {pid} to exit')
             except services.WaitTimeout:
                 os.kill(pid, signal.SIGKILL)
+
+    def reboot(self) -> None:
+        """Reboot the storage host: the guest's own ``systemctl reboot``.
+
+        QEMU runs with -no-reboot, so the reboot ends it; it is started
+        again with the same root overlay, pool disk and forwarded ports
+        (the driver's san_ip/port and the initiator's portal stay valid).
+        Nothing is set up again: what comes back is what the host itself
+        restores at boot.
+        """
+        if self._proc is None:
+            raise LabError('guest is not running')
+        t0 = time.monotonic()
+        self._stop_master()
+        # the connection ends with the guest: its exit status means nothing
+        self.shell.run('systemctl reboot', check=False, timeout=60,
+                       control=False)
+        try:
+            self._proc.wait(timeout=self.boot_timeout)
+        except subprocess.TimeoutExpired:
+            self.log('lab: the guest did not shut down; stopping QEMU')
+        self._stop_qemu()
+        self._launch_qemu(self.run_dir / 'root.qcow2',
+                          self.run_dir / 'scratch.raw')
+        try:
+            self._wait_for_ssh(time.monotonic())
+        except _PortTaken:
+            raise LabError('a forwarded port was taken while the guest '
+                           'rebooted') from None
+        self._start_master()
+        # sshd answers before the boot is over: tgt, for one, keeps its
+        # targets offline until its ExecStartPost steps are done
+        state = self.shell.run('systemctl is-system-running --wait',
+                               check=False, timeout=self.boot_timeout)
+        self.log(f'lab: guest booted: {state.stdout.strip()}')
+        self.timings['reboot'] = time.monotonic() - t0
+        self.log(f'lab: guest rebooted in {self.timings["reboot"]:.1f}s')
+
+    def serve_requests(self) -> None:
+        """Do what a test process asked for through the run dir.
+
+        Only the lab process owns QEMU, so a test asks it to reboot the
+        guest by creating ``REBOOT_REQUEST`` there (GuestShell.reboot),
+        and waits for ``REBOOT_DONE`` (its text: '' or the error).
+        """
+        request = self.run_dir / REBOOT_REQUEST
+        if not request.exists():
+            return
+        request.unlink()
+        try:
+            self.reboot()
+            error = ''
+        except LabError as exc:
+            error = str(exc) or type(exc).__name__
+        tmp = self.run_dir / (REBOOT_DONE + '.tmp')
+        tmp.write_text(error)
+        tmp.replace(self.run_dir / REBOOT_DONE)   # whole, or not at all
 
     @property
     def running(self) -> bool:

@@ -20,12 +20,16 @@ import os
 from pathlib import Path
 import shlex
 import subprocess
+import time
 
 ENV_PREFIX = 'CINDER_ZOL_LAB_'
 # variables a guest cannot be reached without
 REQUIRED = ('host', 'ssh_port', 'key', 'known_hosts', 'parent', 'iscsi_port')
 CONTROL_SOCKET = 'ssh.ctl'   # in run_dir: the lab's shared connection
 MiB = 2 ** 20
+# in run_dir: a test asks the lab process (QEMU's owner) for a reboot
+REBOOT_REQUEST = 'reboot.request'
+REBOOT_DONE = 'reboot.done'
 
 
 class LabError(RuntimeError):
@@ -175,6 +179,29 @@ class GuestShell:
             raise GuestCommandError(r.returncode, argv_or_script, out, err)
         return subprocess.CompletedProcess(argv_or_script, r.returncode, out,
                                            err)
+
+    def reboot(self, timeout: float = 900) -> None:
+        """Reboot the guest through the lab process; back when ssh answers.
+
+        The lab process (``python -m cinder_zol_lab run``) owns QEMU: it
+        reboots the guest and starts QEMU again with the same disks and
+        ports (LabGuest.reboot). Raises LabError if it could not.
+        """
+        if self.run_dir is None:
+            raise LabError('no lab run dir: cannot ask for a reboot')
+        done = self.run_dir / REBOOT_DONE
+        done.unlink(missing_ok=True)
+        (self.run_dir / REBOOT_REQUEST).write_text('')
+        deadline = time.monotonic() + timeout
+        while not done.exists():
+            if time.monotonic() > deadline:
+                raise LabError(f'the lab did not reboot the guest within '
+                               f'{timeout:.0f}s')
+            time.sleep(1)
+        error = done.read_text()
+        done.unlink()
+        if error:
+            raise LabError(f'reboot failed: {error}')
 
     # -- ZFS ------------------------------------------------------------
 

@@ -415,10 +415,22 @@ class SshRunnerTestCase(testtools.TestCase):
         self.in_background(lambda: self.server.processes('sleep 5'),
                            self.server.drop_connections,
                            'the command to start')
-        e = self.assertRaises(exception.StorageHostUnreachable, r.run,
+        e = self.assertRaises(exception.StorageHostConnectionLost, r.run,
                               ['sleep', '5'])
-        self.assertIn('connection lost', str(e))
+        self.assert_says_lost_mid_operation(e, 'sleep 5')
         self.assertEqual('ok\n', r.run(['echo', 'ok']).stdout)
+
+    def assert_says_lost_mid_operation(self, e, what):
+        # a dropped connection is no credentials problem: say what happened
+        # and what to do, not what to check in the configuration
+        self.assertIsInstance(e, exception.StorageHostUnreachable)
+        msg = str(e)
+        self.assertIn('Lost the connection', msg)
+        self.assertIn('in the middle of "%s"' % what, msg)
+        self.assertIn('may or may not have completed', msg)
+        self.assertIn('Retry', msg)
+        self.assertNotIn('credentials', msg)
+        self.assertNotIn('san_login', msg)
 
     def test_parallel_commands_share_a_bounded_pool(self):
         r = self.make(max_size=2)
@@ -476,7 +488,12 @@ class SshRunnerTestCase(testtools.TestCase):
         r = self.make(key_file=None, password='wrong')
         e = self.assertRaises(exception.StorageHostUnreachable, r.run,
                               ['true'])
+        # a refused login is about the configuration, not a lost operation
+        self.assertNotIsInstance(e, exception.StorageHostConnectionLost)
         self.assertIn('san_login', str(e))
+        self.assertIn('credentials (san_private_key or san_password)',
+                      str(e))
+        self.assertNotIn('may or may not', str(e))
 
     def test_unreadable_key(self):
         r = self.make(key_file='/nonexistent/key')
@@ -599,9 +616,11 @@ class SshRunnerTestCase(testtools.TestCase):
         self.in_background(lambda: os.path.exists(marker),
                            lambda: self.server.kill('session'),
                            'the agent to start sleeping')
-        e = self.assertRaises(exception.StorageHostUnreachable, r.request,
-                              self.agent, ['sleep', '5', marker], '{}')
+        e = self.assertRaises(exception.StorageHostConnectionLost,
+                              r.request, self.agent, ['sleep', '5', marker],
+                              '{}')
         self.assertIn('ended the session', str(e))
+        self.assert_says_lost_mid_operation(e, 'sleep 5 ' + marker)
         self.assertEqual(['echo'], self.request(r, ['echo'])['argv'])
 
     def test_agent_stderr_does_not_disturb_replies(self):
