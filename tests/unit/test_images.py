@@ -101,6 +101,9 @@ class FakeImageService(object):
 
 class ImageCacheTestCase(test_driver.DriverTestBase):
 
+    # the real per-image lock (tooz's file driver), not Cinder's mock of it
+    MOCK_TOOZ = False
+
     def setUp(self):
         super().setUp()
         self.dir = tempfile.mkdtemp()
