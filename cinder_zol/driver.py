@@ -76,6 +76,7 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
                                            conf.zol_host_command)
         self.target = targets.get_target(conf, self.storage)
         self.image_cache = images.ImageCache(self.storage, conf)
+        images.check_cinder_cache(conf)
         if conf.safe_get('chap_username') or conf.safe_get('chap_password'):
             LOG.warning('chap_username/chap_password are ignored: every '
                         'volume gets its own CHAP credentials.')

@@ -14,6 +14,33 @@ and uploads.
 :class:`ImageCache` keeps one golden zvol per image on the storage host
 (:mod:`cinder_zol.host.images`): the first volume from an image fills it,
 every later one is a ZFS clone of its ``@golden`` snapshot.
+
+Next to Cinder's own image volume cache (``image_volume_cache_enabled``
+with ``cinder_internal_tenant_project_id``/``_user_id``): both may be on,
+and they never hold the same image at once. Cinder asks the driver's
+``clone_image`` first (``create_volume.py`` ``_create_from_image``) and
+looks at its own cache only when the driver declines, so:
+
+* an image the golden cache takes (bare or compressed container, a
+  Glance checksum, no signature Cinder must verify) is served by it alone:
+  downloaded once into ``image-<id>``, every volume a clone of
+  ``@golden``; Cinder's cache makes no entry and no internal-tenant
+  volume for it;
+* an image it declines goes Cinder's way, which with this driver is ZFS
+  too: the first volume is written over SSH (``copy_image_to_volume``,
+  one download), Cinder's entry is an internal-tenant volume made with
+  ``create_cloned_volume`` (a clone of that first volume), and every
+  later volume is a clone of the entry. Evicting the entry (Cinder's LRU
+  limits, an out-of-date image, or deleting the volume) is an ordinary
+  delete with dependents: clones made from it keep working and the zvols
+  go with the last of them;
+* encrypted volumes use neither: Cinder attaches and formats them.
+
+Nothing is copied twice and each cache cleans up its own entries, so the
+driver only says at start-up which cache serves what
+(:func:`check_cinder_cache`); turning Cinder's on adds caching for the
+images the golden cache declines (signed images above all, which Cinder
+then verifies once) and costs one internal-tenant volume per such image.
 """
 
 import contextlib
@@ -22,6 +49,7 @@ import math
 import os
 
 from oslo_concurrency import processutils
+from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import units
 
@@ -31,6 +59,8 @@ from cinder.i18n import _
 from cinder.image import image_utils
 
 LOG = logging.getLogger(__name__)
+cfg.CONF.import_opt('cinder_internal_tenant_project_id', 'cinder.context')
+cfg.CONF.import_opt('cinder_internal_tenant_user_id', 'cinder.context')
 
 CHUNK = units.Mi
 HEADER = 16
@@ -151,6 +181,36 @@ def fetched(context, image_service, image_id, volume_size=None,
         except Exception as e:
             raise cinder_exception.ImageCopyFailure(reason=e)
         yield tmp
+
+
+def check_cinder_cache(configuration):
+    """Log which image cache serves what, once, at driver start-up.
+
+    Cinder's image volume cache next to ``zol_image_cache`` is safe (see
+    the module's docstring), so nothing is refused. A warning only when
+    Cinder's cache is on without its internal tenant: Cinder then never
+    makes an entry and says so at every volume from an image.
+    """
+    if not configuration.safe_get('image_volume_cache_enabled'):
+        return
+    if not (cfg.CONF.cinder_internal_tenant_project_id and
+            cfg.CONF.cinder_internal_tenant_user_id):
+        LOG.warning('image_volume_cache_enabled is set but '
+                    'cinder_internal_tenant_project_id or '
+                    'cinder_internal_tenant_user_id is not: Cinder\'s image '
+                    'volume cache cannot make entries. Set both in '
+                    '[DEFAULT], or turn the option off%s.',
+                    ' (zol_image_cache already serves volumes from images '
+                    'as ZFS clones)' if configuration.zol_image_cache
+                    else '')
+        return
+    if configuration.zol_image_cache:
+        LOG.info('Image caches: zol_image_cache serves every image it can '
+                 '(bare or compressed, with a Glance checksum, unsigned) as '
+                 'a clone of its golden zvol; Cinder\'s image volume cache '
+                 'only keeps the images it declines, as internal-tenant '
+                 'volumes that are ZFS clones too. No image is cached '
+                 'twice.')
 
 
 class ImageCache(object):

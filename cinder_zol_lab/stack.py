@@ -192,6 +192,9 @@ class CinderStack:
         # extra environment of cinder-volume (restart_volume(env=...)), e.g.
         # OS_CINDER_DISABLE_EVENTLET_PATCHING=1 for native threads
         self.volume_env: dict[str, str] = {}
+        # extra cinder.conf lines ([DEFAULT], the backend's section), e.g.
+        # Cinder's image volume cache; write_files() and a restart apply
+        self.extra_conf: dict[str, list[str]] = {'DEFAULT': [], BACKEND: []}
         self.glance = (GlanceService(state, self.db_url('glance'),
                                      self.authtoken('glance'), log)
                        if glance else None)
@@ -245,6 +248,7 @@ class CinderStack:
         if self.glance and self.auth == 'noauth':
             # with keystone, cinder finds glance in the token's catalog
             default.append(f'glance_api_servers = {self.glance.url}')
+        default += self.extra_conf['DEFAULT']
         database = [f'connection = {self.db_url("cinder")}',
                     *self.pool_options]
         lines = ['[DEFAULT]', *default, '', '[database]', *database, '',
@@ -265,6 +269,7 @@ class CinderStack:
             lines.append('volume_driver = cinder_zol.ZFSonLinuxISCSIDriver')
             lines += [f'{k} = {v}'
                       for k, v in backend.settings(self.shell).items()]
+        lines += self.extra_conf[BACKEND]
         return '\n'.join(lines) + '\n'
 
     def write_files(self) -> None:

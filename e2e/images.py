@@ -24,14 +24,17 @@ from pathlib import Path
 import random
 import re
 import shlex
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import requests
 
 from cinder_zol_lab import services
+from cinder_zol_lab.stack import BACKEND
 
 KiB = 2 ** 10
 MiB = 2 ** 20
@@ -51,6 +54,8 @@ UPLOAD_REGIONS = ((0, MiB, 0x31), (300 * MiB + 64 * KiB, 2 * MiB, 0x32),
 LIVE_REGION = (512 * MiB, MiB, 0x34)     # written while attached
 FILLED = 'Image %s cached on the storage host'
 DOWNLOAD = 'Image download '             # cinder's image_utils.fetch
+BOTH_CACHES = 'only keeps the images it declines'   # the driver's do_setup
+CINDER_ENTRY = 'Creating new image-volume cache entry'   # cinder/image/cache
 
 
 def pattern_image(path: Path, seed: int) -> str:
@@ -122,7 +127,8 @@ class Scenarios:
         return r
 
     def _image(self, name: str, path: Path, disk_format: str,
-               virtual_size: int = IMAGE_SIZE) -> dict:
+               virtual_size: int = IMAGE_SIZE,
+               container_format: str = 'bare') -> dict:
         """Upload ``path`` to glance; the active image.
 
         Glance's default visibility (shared): its unauthenticated context
@@ -130,7 +136,7 @@ class Scenarios:
         """
         image = self._glance('POST', '/images', (201,), json={
             'name': name, 'disk_format': disk_format,
-            'container_format': 'bare'}).json()
+            'container_format': container_format}).json()
         self._made['images'].append(image['id'])
         with open(path, 'rb') as f:
             self._glance('PUT', f'/images/{image["id"]}/file', (204,),
@@ -139,9 +145,11 @@ class Scenarios:
         image = self._glance('GET', f'/images/{image["id"]}').json()
         self._prove(image['status'] == 'active', f'glance image {name}: '
                     f'{image["status"]}')
-        self._prove(image.get('virtual_size') == virtual_size,
-                    f'glance computed virtual_size '
-                    f'{image.get("virtual_size")} for {name}')
+        # (glance inspects the disk only in a bare container)
+        self._prove(image.get('virtual_size') == (
+            virtual_size if container_format == 'bare' else None),
+            f'glance computed virtual_size {image.get("virtual_size")} '
+            f'for {name}')
         return image
 
     def _download(self, image_id: str, dest: Path) -> Path:
@@ -528,6 +536,142 @@ class Scenarios:
         self._prove(not [v for v in self.all_volumes()
                          if v['name'] == name], f'a volume {name} exists')
 
+    # -- both image caches ----------------------------------------------
+
+    @contextlib.contextmanager
+    def _cinder_image_cache(self):
+        """cinder-volume restarted with Cinder's image volume cache on.
+
+        The internal tenant is two fresh UUIDs: with noauth nothing checks
+        them, Cinder only stamps its cache volumes with them
+        (cinder/context.py get_internal_tenant_context). Afterwards the
+        stack's own configuration comes back, with another restart.
+        """
+        stack = self.stack
+        tenant = {'project': str(uuid.uuid4()), 'user': str(uuid.uuid4())}
+
+        def configure(on: bool):
+            stack.extra_conf['DEFAULT'] = [
+                f'cinder_internal_tenant_project_id = {tenant["project"]}',
+                f'cinder_internal_tenant_user_id = {tenant["user"]}',
+            ] if on else []
+            stack.extra_conf[BACKEND] = [
+                'image_volume_cache_enabled = True'] if on else []
+            stack.conf.write_text(stack.cinder_conf())
+        at = self._log_at()
+        dt = stack.restart_volume(between=lambda: configure(True))
+        self._e2e.say(f'      cinder-volume restarted with Cinder\'s image '
+                      f'volume cache in {dt:.1f}s')
+        self._prove(BOTH_CACHES in self._log_since(at),
+                    'the driver did not say at start-up which image cache '
+                    'serves what')
+        try:
+            yield tenant['project']
+        finally:
+            stack.restart_volume(between=lambda: configure(False))
+
+    def _cache_rows(self) -> list[tuple]:
+        """Cinder's image volume cache table: (image_id, volume_id)."""
+        with contextlib.closing(sqlite3.connect(
+                self.stack.state / 'cinder.sqlite')) as db:
+            return db.execute('SELECT image_id, volume_id FROM '
+                              'image_volume_cache_entries').fetchall()
+
+    def _internal_volumes(self, project: str) -> list[dict]:
+        return [v for v in self.all_volumes()
+                if v.get('os-vol-tenant-attr:tenant_id') == project]
+
+    def s14_both_image_caches(self):
+        """Cinder's image volume cache next to zol_image_cache."""
+        g = self.guest
+        say = self._e2e.say
+        with self._image_scenario() as tmp, \
+                self._cinder_image_cache() as project:
+            # a bare image: the golden cache serves it, Cinder's stays out
+            digest = pattern_image(tmp / 'pattern.raw', 14)
+            bare = self._image('e2e-both-bare', tmp / 'pattern.raw', 'raw')
+            at = self._log_at()
+            self._from_image('both-a1', bare)
+            t2 = self._from_image('both-a2', bare)
+            log = self._log_since(at)
+            self._prove(log.count(DOWNLOAD) == 1 and
+                        log.count(FILLED % bare['id']) == 1,
+                        f'bare image: {log.count(DOWNLOAD)} downloads, '
+                        f'{log.count(FILLED % bare["id"])} cache fills '
+                        '(expected one of each)')
+            self._expect_cached(bare, 'both-a1', 'both-a2')
+            self._prove(not self._internal_volumes(project) and
+                        not self._cache_rows() and
+                        CINDER_ENTRY not in log,
+                        f'Cinder\'s image cache made an entry for an image '
+                        f'the golden cache serves: '
+                        f'{self._internal_volumes(project)} '
+                        f'{self._cache_rows()}')
+            self._verify_over_iscsi('both-a2', GiB)
+            say(f'      bare image: golden zvol, second volume a clone of '
+                f'@golden in {t2:.1f}s; Cinder\'s cache empty')
+
+            # an image the golden cache declines: Cinder's cache, ZFS too
+            ovf = self._image('e2e-both-ovf', tmp / 'pattern.raw', 'raw',
+                              container_format='ovf')
+            at = self._log_at()
+            self._from_image('both-b1', ovf)
+            entry = services.wait_until(
+                lambda: [v for v in self._internal_volumes(project)
+                         if v['name'] == f'image-{ovf["id"]}' and
+                         v['status'] == 'available'], 60, interval=0.5,
+                what=f'Cinder\'s cache volume image-{ovf["id"]}')
+            self.ids['both-entry'] = entry[0]['id']
+            self._made['volumes'].append('both-entry')
+            t2 = self._from_image('both-b2', ovf)
+            log = self._log_since(at)
+            self._prove(log.count(DOWNLOAD) == 1 and
+                        FILLED % ovf['id'] not in log and
+                        'no golden-image clone (container_format ovf)'
+                        in log,
+                        f'ovf image: {log.count(DOWNLOAD)} downloads '
+                        '(expected one, through Cinder\'s cache, the golden '
+                        'cache declining)')
+            self._prove(self._cache_rows() == [
+                (ovf['id'], self.ids['both-entry'])],
+                f'Cinder\'s cache table {self._cache_rows()}')
+            self.expect_zfs(
+                absent=[self._entry(ovf['id'])],
+                origin={self.zvol('both-entry'): self.zvol('both-b1'),
+                        self.zvol('both-b2'): self.zvol('both-entry')})
+            self._data_on_host('both-b2', digest)
+            self._verify_over_iscsi('both-b2', GiB)
+            say(f'      ovf image: Cinder\'s cache entry a ZFS clone of the '
+                f'first volume, second volume a clone of the entry in '
+                f'{t2:.1f}s')
+
+            # the images go; the user volumes and the entry go in the
+            # order that keeps dependents longest
+            for image in (bare, ovf):
+                self._glance('DELETE', f'/images/{image["id"]}', (204,))
+            hidden = f'{g.parent}/deleted-volume-'
+            self.delete_volume('both-b1')
+            self._prove(any(n.startswith(hidden + self.ids['both-b1'])
+                            for n in g.zfs_names()),
+                        'both-b1 not kept hidden for the cache entry')
+            # Cinder's eviction is this delete (cache.delete_cached_volume)
+            self.delete_volume('both-entry')
+            self._prove(not self._cache_rows(), f'Cinder\'s cache entry '
+                        f'left after its volume went: {self._cache_rows()}')
+            self._data_on_host('both-b2', digest)
+            self.delete_volume('both-b2')
+            left = [n for n in g.zfs_names() if any(
+                self.ids[v] in n for v in ('both-b1', 'both-entry',
+                                           'both-b2'))]
+            self._prove(not left, f'left after the last clone went: {left}')
+            for name in ('both-a1', 'both-a2'):
+                self.delete_volume(name)
+            self._prove(self._purge() == [f'image-{bare["id"]}'],
+                        'golden cache entry of the bare image not purged')
+            self.expect_only_parent()
+            say('      images deleted, volumes and both caches emptied: '
+                'only the parent dataset left')
+
 
 def corrupt_qcow2(path: Path) -> None:
     """Point the first L2 entry of a qcow2 at an unaligned offset."""
@@ -550,4 +694,6 @@ SCENARIOS = [
     (12, 'volume -> image (raw; qcow2 while attached)',
      's12_volume_to_image', ()),
     (13, 'bad images: corrupt, too large, deleted', 's13_bad_images', ()),
+    (14, 'Cinder\'s image volume cache next to the golden-image cache',
+     's14_both_image_caches', ()),
 ]

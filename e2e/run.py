@@ -586,6 +586,8 @@ ONE_HELPER_ONLY = {
     12: ('tgtadm', 'uploads read the zvol on the storage host, not over '
                    'iSCSI; two 1 GiB uploads cost ~2-4 min'),
     13: ('tgtadm', 'bad images fail before any export'),
+    14: ('tgtadm', 'which image cache serves is decided in Cinder and ZFS; '
+                   'scenario 10 reads golden clones over LIO'),
     20: ('tgtadm', 'concurrent deletes: ' + _ZFS_SIDE),
     21: ('tgtadm', 'random mixes: ' + _ZFS_SIDE),
 }

@@ -16,9 +16,11 @@ line allows exactly that program). Whoever calls, the helper itself:
 
 import json
 import os
+import queue
 import re
 import stat
 import sys
+import threading
 import time
 
 from . import config as config_mod
@@ -235,6 +237,13 @@ def version(host, helper, payload):
 # of length 0 ends the stream and carries the total size as its offset.
 
 HEADER = 16
+# The driver sends records of at most CHUNK bytes; a longer one is refused
+# before anything is allocated for it.
+MAX_RECORD = 16 * CHUNK
+# Records read ahead of the zvol writes: reading the next records from the
+# SSH pipe overlaps writing the current one (both let go of the GIL).
+READ_AHEAD = 8
+_POLL = 0.1
 
 
 @ops.op('write', 'PARENT NAME', target=True, stream=True)
@@ -270,47 +279,131 @@ def stream(host, operation, args, inp, out):
 
 
 def _read_exact(inp, size):
-    data = bytearray()
-    while len(data) < size:
-        chunk = inp.read(size - len(data))
-        if not chunk:
-            raise errors.HostError('data stream ended early')
-        data += chunk
-    return bytes(data)
+    """Exactly ``size`` bytes of ``inp``, however short its reads are."""
+    data = bytearray(size)
+    view = memoryview(data)
+    got = 0
+    while got < size:
+        n = inp.readinto(view[got:])
+        if not n:
+            raise errors.HostError('data stream ended early',
+                                   'got %d of the %d bytes of a record '
+                                   'part' % (got, size))
+        got += n
+    return data
+
+
+class RecordReader(object):
+    """Records of ``inp`` read in a thread, ahead of the zvol writes.
+
+    The thread reads exactly the records and the end record, nothing
+    after it: whatever follows the stream on ``inp`` (the next request of
+    a session) is left where it is. It also stops at the first malformed
+    record and when the writer gives up (:meth:`stop`); at most
+    ``depth`` records wait in memory.
+    """
+
+    def __init__(self, inp, capacity, device, depth=READ_AHEAD):
+        self.inp = inp
+        self.capacity = capacity
+        self.device = device
+        self.total = None
+        self._queue = queue.Queue(depth)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='zvol-record-reader')
+
+    def __iter__(self):
+        """(offset, data) in stream order; the reader's failure raised.
+
+        When it ends, the end record was read and ``total`` holds the
+        size it carries.
+        """
+        self._thread.start()
+        while True:
+            kind, first, second = self._queue.get()
+            if kind == 'data':
+                yield first, second
+            elif kind == 'end':
+                self._thread.join()   # its last step was this put
+                self.total = first
+                return
+            else:
+                raise first
+
+    def stop(self):
+        self._stopped.set()
+
+    def _run(self):
+        try:
+            while not self._stopped.is_set():
+                header = _read_exact(self.inp, HEADER)
+                offset = int.from_bytes(header[:8], 'big')
+                length = int.from_bytes(header[8:], 'big')
+                if length == 0:
+                    self._put(('end', offset, None))
+                    return
+                self._check(offset, length)
+                self._put(('data', offset, _read_exact(self.inp, length)))
+        except errors.HostError as e:
+            self._put(('error', e, None))
+        except OSError as e:
+            self._put(('error', errors.HostError(
+                'reading the data for %s failed' % self.device,
+                e.strerror), None))
+        except Exception as e:    # the writer must hear of any failure
+            self._put(('error', errors.HostError(
+                'reading the data for %s failed' % self.device,
+                str(e)), None))
+
+    def _check(self, offset, length):
+        if length > MAX_RECORD:
+            raise errors.Invalid(
+                'writing %s failed' % self.device,
+                'a record of %d bytes; at most %d are allowed'
+                % (length, MAX_RECORD))
+        if offset + length > self.capacity:
+            raise errors.Invalid(
+                'writing %s failed' % self.device,
+                'data at %d+%d is beyond the volume size %d'
+                % (offset, length, self.capacity))
+
+    def _put(self, item):
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL)
+                return
+            except queue.Full:
+                continue
 
 
 def _receive(device, inp):
-    """Write records into the zvol; nothing is written for zero regions."""
+    """Write records into the zvol; nothing is written for zero regions.
+
+    Reading and writing overlap (:class:`RecordReader`); a failure on
+    either side ends the transfer with that failure.
+    """
     written = 0
     fd = os.open(device, os.O_WRONLY | os.O_CLOEXEC)
+    reader = None
     try:
-        capacity = os.lseek(fd, 0, os.SEEK_END)
-        while True:
-            header = _read_exact(inp, HEADER)
-            offset = int.from_bytes(header[:8], 'big')
-            length = int.from_bytes(header[8:], 'big')
-            if length == 0:
-                total = offset
-                break
-            if offset + length > capacity:
-                raise errors.Invalid(
-                    'writing %s failed' % device,
-                    'data at %d+%d is beyond the volume size %d'
-                    % (offset, length, capacity))
-            data = _read_exact(inp, length)
+        reader = RecordReader(inp, os.lseek(fd, 0, os.SEEK_END), device)
+        for offset, data in reader:
             view = memoryview(data)
             pos = offset
             while view:
                 n = os.pwrite(fd, view, pos)
                 view = view[n:]
                 pos += n
-            written += length
+            written += len(data)
         os.fsync(fd)
     except OSError as e:
         raise errors.HostError('writing %s failed' % device, e.strerror)
     finally:
+        if reader is not None:
+            reader.stop()
         os.close(fd)
-    return {'written': written, 'size': total}
+    return {'written': written, 'size': reader.total}
 
 
 def _send(device, out):

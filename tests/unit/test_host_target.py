@@ -200,6 +200,139 @@ class StreamTestCase(testtools.TestCase):
                                       total=8 * MiB), raw)
 
 
+class ShortReads(io.RawIOBase):
+    """A pipe that hands out at most ``most`` bytes per read."""
+
+    def __init__(self, data, most):
+        self.data = data
+        self.pos = 0
+        self.most = most
+        self.reads = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buf):
+        n = min(len(buf), self.most, len(self.data) - self.pos)
+        buf[:n] = self.data[self.pos:self.pos + n]
+        self.pos += n
+        self.reads += 1
+        return n
+
+
+class FramingTestCase(StreamTestCase):
+    """The record stream's edges, with the reader thread ahead of writes."""
+
+    def test_short_reads(self):
+        first, second = os.urandom(3000), os.urandom(MiB)
+        data = self.records((7, first), (3 * MiB + 1, second),
+                            total=8 * MiB)
+        inp = ShortReads(data, 999)
+        rc = target.stream(self.host, ops.OPERATIONS['write'],
+                           [PARENT, 'volume-a'], inp, io.StringIO())
+        self.assertEqual(0, rc)
+        self.assertGreater(inp.reads, len(data) // 999)
+        with open(self.device, 'rb') as f:
+            disk = f.read()
+        self.assertEqual(first, disk[7:3007])
+        self.assertEqual(second, disk[3 * MiB + 1:4 * MiB + 1])
+
+    def test_the_end_record_carries_the_size(self):
+        rc, out, _ = self.stream('write', self.records(total=5 * MiB))
+        self.assertEqual(0, rc)
+        self.assertEqual({'written': 0, 'size': 5 * MiB},
+                         json.loads(out)['result'])
+
+    def test_nothing_after_the_end_is_read(self):
+        """A session's next request follows the stream: it stays intact."""
+        follow = b'{"argv": ["target-version", "tgtadm"]}\n'
+        data = self.records(*[(i * 4096, os.urandom(4096))
+                              for i in range(20)], total=8 * MiB)
+        inp = io.BytesIO(data + follow)
+        rc = target.stream(self.host, ops.OPERATIONS['write'],
+                           [PARENT, 'volume-a'], inp, io.StringIO())
+        self.assertEqual(0, rc)
+        self.assertEqual(len(data), inp.tell())
+        self.assertEqual(follow, inp.read())
+
+    def test_nothing_after_the_end_is_read_from_a_pipe(self):
+        """The same through a real pipe and a buffered reader (stdin).
+
+        All of it fits the pipe's buffer, so nothing here waits on a
+        writer (the unit tests may run under eventlet).
+        """
+        follow = b'{"argv": ["target-version", "tgtadm"]}\n'
+        data = self.records((MiB, os.urandom(8192)), (5 * MiB, b'z' * 10),
+                            total=8 * MiB)
+        rfd, wfd = os.pipe()
+        with open(wfd, 'wb') as w:
+            w.write(data + follow + b'more')
+        with open(rfd, 'rb') as inp:
+            rc = target.stream(self.host, ops.OPERATIONS['write'],
+                               [PARENT, 'volume-a'], inp, io.StringIO())
+            self.assertEqual(0, rc)
+            self.assertEqual(follow, inp.readline())
+            self.assertEqual(b'more', inp.read())
+
+    def test_error_mid_stream_keeps_what_came_before(self):
+        """A malformed record after good ones: refused, with a reason."""
+        good = os.urandom(4096)
+        data = (self.records((0, good), total=8 * MiB)[:-16] +
+                (2 * MiB).to_bytes(8, 'big') +
+                (target.MAX_RECORD + 1).to_bytes(8, 'big'))
+        rc, out, _ = self.stream('write', data + b'x' * 100)
+        self.assertEqual(1, rc)
+        error = json.loads(out)['error']
+        self.assertIn('a record of %d bytes' % (target.MAX_RECORD + 1),
+                      error['stderr'])
+        with open(self.device, 'rb') as f:
+            self.assertEqual(good, f.read(4096))
+
+    def test_stream_ending_inside_a_header(self):
+        data = self.records((0, b'a' * 10), total=8 * MiB)
+        rc, out, _ = self.stream('write', data[:26 + 5])
+        self.assertEqual(1, rc)
+        error = json.loads(out)['error']
+        self.assertIn('ended early', error['message'])
+        self.assertIn('got 5 of the 16 bytes', error['stderr'])
+
+    def test_write_failure_ends_the_transfer(self):
+        data = self.records(*[(i * 4096, b'w' * 4096) for i in range(50)],
+                            total=8 * MiB)
+        inp = io.BytesIO(data)
+        with mock.patch.object(target.os, 'pwrite',
+                               side_effect=OSError(5, 'Input/output error')):
+            rc = target.stream(self.host, ops.OPERATIONS['write'],
+                               [PARENT, 'volume-a'], inp, out := io.StringIO())
+        self.assertEqual(1, rc)
+        error = json.loads(out.getvalue())['error']
+        self.assertIn('writing', error['message'])
+        self.assertEqual('Input/output error', error['stderr'])
+
+    def test_reader_stops_when_told(self):
+        """A writer that gives up stops the reader: it reads no further."""
+        data = self.records(*[(i * 4096, b'r' * 4096) for i in range(50)],
+                            total=8 * MiB)
+        inp = io.BytesIO(data)
+        reader = target.RecordReader(inp, 8 * MiB, 'dev', depth=2)
+        records = iter(reader)
+        self.assertEqual((0, bytearray(b'r' * 4096)), next(records))
+        reader.stop()
+        reader._thread.join()
+        # one taken, two queued, one read that could not be queued
+        self.assertLessEqual(inp.tell(), 4 * (16 + 4096))
+        self.assertIsNone(reader.total)
+
+    def test_reader_hands_over_unexpected_failures(self):
+        inp = mock.Mock()
+        inp.readinto.side_effect = ValueError('I/O operation on closed '
+                                              'file')
+        reader = target.RecordReader(inp, 8 * MiB, '/dev/zd0')
+        e = self.assertRaises(errors.HostError, list, reader)
+        self.assertEqual('reading the data for /dev/zd0 failed', e.message)
+        self.assertIn('closed file', e.stderr)
+
+
 class RootSessionTestCase(testtools.TestCase):
     """A non-root agent reaches the root helper through one sudo session."""
 

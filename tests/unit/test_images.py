@@ -1,6 +1,7 @@
 """Images: sparse records, the golden-image cache and the copy paths,
 through the driver and the in-process storage host."""
 
+import logging
 import os
 import shutil
 import tempfile
@@ -8,6 +9,7 @@ import threading
 
 from unittest import mock
 
+import fixtures
 from oslo_concurrency import processutils
 from oslo_utils import units
 
@@ -16,6 +18,7 @@ from cinder.image import image_utils
 from cinder.message import api as message_api
 from cinder.message import message_field
 from cinder import objects
+from cinder.tests.unit import fake_constants as fake
 from cinder.volume.flows.manager import create_volume
 
 from cinder_zol import exception
@@ -100,6 +103,9 @@ class FakeImageService(object):
 
 
 class ImageCacheTestCase(test_driver.DriverTestBase):
+
+    # the real per-image lock (tooz's file driver), not Cinder's mock of it
+    MOCK_TOOZ = False
 
     def setUp(self):
         super().setUp()
@@ -302,6 +308,66 @@ class ImageCacheTestCase(test_driver.DriverTestBase):
                          self.driver.storage.image_purge())
         self.assertIsNotNone(self.ds(vol.name))
         self.driver.delete_volume(vol)
+        self.assert_only_parent_left()
+
+
+class CinderCacheTestCase(ImageCacheTestCase):
+    """Cinder's own image volume cache next to the golden-image cache."""
+
+    def setup_logs(self, **conf):
+        self.set_conf(**conf)
+        logs = self.useFixture(fixtures.FakeLogger(
+            name='cinder_zol.images', level=logging.INFO))
+        self.driver.do_setup(self.ctxt)
+        return logs.output
+
+    def test_no_word_when_cinder_cache_is_off(self):
+        self.assertEqual('', self.setup_logs(
+            image_volume_cache_enabled=False))
+
+    def test_warning_without_the_internal_tenant(self):
+        out = self.setup_logs(image_volume_cache_enabled=True)
+        self.assertIn('cinder_internal_tenant_project_id or '
+                      'cinder_internal_tenant_user_id is not', out)
+        self.assertIn('zol_image_cache already serves', out)
+
+    def test_both_on_says_which_serves_what(self):
+        self.override_config('cinder_internal_tenant_project_id',
+                             fake.PROJECT2_ID)
+        self.override_config('cinder_internal_tenant_user_id',
+                             fake.USER2_ID)
+        out = self.setup_logs(image_volume_cache_enabled=True)
+        self.assertIn('only keeps the images it declines', out)
+        self.assertEqual('', self.setup_logs(zol_image_cache=False))
+
+    def test_declined_image_through_cinder_cache_leaves_nothing(self):
+        """The calls Cinder's cache makes for an image the driver declines.
+
+        The first volume is written over SSH, the cache entry is a clone
+        of it, the next volume a clone of the entry; deleting the user
+        volumes and evicting the entry (a volume delete) leaves the parent
+        empty. (Data through clones: e2e scenario 14, on real ZFS.)
+        """
+        self.glance.images[IMAGE]['container_format'] = 'ovf'
+        first, entry, second = (self.volume(1) for _ in range(3))
+        self.assertEqual((None, False), self.clone_image(first))
+        self.driver.create_volume(first)
+        self.driver.copy_image_to_volume(self.ctxt, first, self.glance,
+                                         IMAGE)
+        self.driver.create_cloned_volume(entry, first)
+        self.driver.create_cloned_volume(second, entry)
+        self.assertEqual(1, len(self.fetches))
+        self.assertEqual([], [n for n in self.zfs.names() if '/image-' in n])
+        self.assertTrue(self.ds(entry.name)['origin'].startswith(
+            self.path(first.name) + '@'))
+        self.assertTrue(self.ds(second.name)['origin'].startswith(
+            self.path(entry.name) + '@'))
+        self.assertEqual(b'bootsector' * 100, self.host.devices.read(
+            self.path(first.name), MiB, 1000))
+        self.driver.delete_volume(first)
+        self.driver.delete_volume(entry)     # Cinder's eviction
+        self.assertIsNotNone(self.ds(second.name))
+        self.driver.delete_volume(second)
         self.assert_only_parent_left()
 
 
