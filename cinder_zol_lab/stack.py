@@ -23,6 +23,7 @@ import json
 import os
 from pathlib import Path
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -206,7 +207,30 @@ class CinderStack:
     # -- what differs with keystone ---------------------------------------
 
     def db_url(self, name: str) -> str:
-        return f'sqlite:///{self.state}/{name}.sqlite'
+        # Three services write at once: wait up to 60 s for a lock, not
+        # sqlite's default 5 s. (A transaction that reads, then writes,
+        # like Cinder's quota reservations, still fails at once with
+        # "database is locked" when another writer got in between: sqlite
+        # does not wait there. The tempest stack runs MariaDB.)
+        return f'sqlite:///{self.sqlite_path(name)}?timeout=60'
+
+    def sqlite_path(self, name: str) -> Path:
+        return self.state / f'{name}.sqlite'
+
+    def tune_databases(self) -> None:
+        """Write-ahead logging for the sqlite databases (after db sync).
+
+        Readers then never block the writer nor the writer them, so a
+        lock is held for a commit only; the mode stays with the file.
+        """
+        for name in ('cinder', 'glance'):
+            path = self.sqlite_path(name)
+            if path.exists():
+                db = sqlite3.connect(path)
+                try:
+                    db.execute('PRAGMA journal_mode = WAL')
+                finally:
+                    db.close()
 
     def authtoken(self, user: str) -> list[str] | None:
         """[keystone_authtoken] lines for a service user (None: noauth)."""
@@ -428,6 +452,7 @@ class CinderStack:
         self.start_identity()        # while the db syncs run
         for sync in syncs:
             sync.finish()
+        self.tune_databases()
         self.timings['db sync'] = time.monotonic() - syncs[0].started_at
         if self.glance:
             self.procs['glance'] = Proc(

@@ -116,6 +116,7 @@ class E2E(concurrency.Scenarios, images.Scenarios):
             'Content-Type': 'application/json'})
         self.ids: dict[str, str] = {}      # our names -> Cinder ids
         self.problems: list[str] = []      # non-fatal findings of a scenario
+        self.faults: list[tuple[str, str]] = []   # (fault, measured outcome)
         self.first_available: float | None = None
 
     # -- the CLI ---------------------------------------------------------
@@ -631,6 +632,7 @@ def main(argv=None) -> int:
                         log=say)
     lab_start = parent_start_time()
     results: list[tuple[int, str, bool, float]] = []
+    e2e = None
     failed_any = False
     say(f'e2e: target helper {guest.target}, state dir {state}')
     try:
@@ -717,6 +719,11 @@ def main(argv=None) -> int:
             say(f'e2e: state dir kept: {state} (logs in {state / "logs"})')
         else:
             shutil.rmtree(state, ignore_errors=True)
+    if e2e and e2e.faults:
+        say(f'e2e: fault table ({guest.target}): injected fault -> '
+            'measured outcome')
+        for fault, outcome in e2e.faults:
+            say(f'  {fault}\n      -> {outcome}')
     n_pass = sum(1 for r in results if r[2])
     n_fail = sum(1 for r in results if not r[2])
     if failed_any and n_fail == 0:
