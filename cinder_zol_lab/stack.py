@@ -3,8 +3,8 @@
 ``CinderStack`` (e2e): a private RabbitMQ node, cinder-api with
 ``auth_strategy = noauth``, cinder-scheduler and cinder-volume with one
 backend (the lab guest through the real driver, or Cinder's fake driver
-when there is no guest), sqlite. ``KeystoneStack`` (tempest) adds MariaDB
-and keystone, and registers the services in keystone's catalog. With
+when there is no guest), MariaDB. ``KeystoneStack`` (tempest) adds
+keystone, and registers the services in keystone's catalog. With
 ``glance=True`` either also runs glance-api (``GlanceService``) with a file
 store, noauth or keystone like its stack.
 
@@ -23,7 +23,6 @@ import json
 import os
 from pathlib import Path
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -165,7 +164,7 @@ def glance_smoke(url: str, headers: dict, size: int = MiB) -> float:
 
 
 class CinderStack:
-    """RabbitMQ + cinder-api (noauth) + scheduler + volume, sqlite.
+    """MariaDB + RabbitMQ + cinder-api (noauth) + scheduler + volume.
 
     ``shell`` is the lab guest behind the one backend (None: Cinder's fake
     driver, no guest). ``host`` is cinder's [DEFAULT] host, which survives
@@ -173,7 +172,8 @@ class CinderStack:
     """
 
     auth = 'noauth'
-    pool_options = ()            # [database] options beside connection
+    # [database] options beside connection: room for concurrent requests
+    pool_options = ('max_pool_size = 10', 'max_overflow = 20')
 
     def __init__(self, state: Path, shell: GuestShell | None, *,
                  host: str = 'e2e', glance: bool = False,
@@ -196,6 +196,8 @@ class CinderStack:
         # extra cinder.conf lines ([DEFAULT], the backend's section), e.g.
         # Cinder's image volume cache; write_files() and a restart apply
         self.extra_conf: dict[str, list[str]] = {'DEFAULT': [], BACKEND: []}
+        self.db_dir = state / 'mysql'
+        self.db_sock = state / 'mysqld.sock'
         self.glance = (GlanceService(state, self.db_url('glance'),
                                      self.authtoken('glance'), log)
                        if glance else None)
@@ -207,30 +209,14 @@ class CinderStack:
     # -- what differs with keystone ---------------------------------------
 
     def db_url(self, name: str) -> str:
-        # Three services write at once: wait up to 60 s for a lock, not
-        # sqlite's default 5 s. (A transaction that reads, then writes,
-        # like Cinder's quota reservations, still fails at once with
-        # "database is locked" when another writer got in between: sqlite
-        # does not wait there. The tempest stack runs MariaDB.)
-        return f'sqlite:///{self.sqlite_path(name)}?timeout=60'
+        # MariaDB, not sqlite: Cinder's quota reservations read, then
+        # write, and under concurrent requests sqlite fails them at once
+        # with "database is locked" (HTTP 500 from cinder-api)
+        return (f'mysql+pymysql://{name}:{DB_PASSWORD}@localhost/{name}'
+                f'?unix_socket={self.db_sock}&charset=utf8')
 
-    def sqlite_path(self, name: str) -> Path:
-        return self.state / f'{name}.sqlite'
-
-    def tune_databases(self) -> None:
-        """Write-ahead logging for the sqlite databases (after db sync).
-
-        Readers then never block the writer nor the writer them, so a
-        lock is held for a commit only; the mode stays with the file.
-        """
-        for name in ('cinder', 'glance'):
-            path = self.sqlite_path(name)
-            if path.exists():
-                db = sqlite3.connect(path)
-                try:
-                    db.execute('PRAGMA journal_mode = WAL')
-                finally:
-                    db.close()
+    def databases(self) -> tuple[str, ...]:
+        return ('cinder',) + (('glance',) if self.glance else ())
 
     def authtoken(self, user: str) -> list[str] | None:
         """[keystone_authtoken] lines for a service user (None: noauth)."""
@@ -240,8 +226,55 @@ class CinderStack:
         """Headers that make a request admin's."""
         return {'X-Auth-Token': 'admin:admin'}
 
+    # -- MariaDB ---------------------------------------------------------
+
     def start_databases(self) -> None:
-        pass
+        """A private MariaDB: own datadir, unix socket only, no fsyncs."""
+        if not shutil.which('mariadbd', path='/usr/sbin:/usr/bin'):
+            raise ServiceError('mariadbd missing: apt-get install '
+                               'mariadb-server')
+        (self.state / 'mysql-tmp').mkdir(parents=True, exist_ok=True)
+        self.run_once('mariadb-install-db', [
+            'mariadb-install-db', '--no-defaults', f'--datadir={self.db_dir}',
+            '--user=root', '--auth-root-authentication-method=socket',
+            '--skip-test-db'], log='mariadb')
+        self.procs['mariadb'] = Proc('mariadb', [
+            '/usr/sbin/mariadbd', '--no-defaults', f'--datadir={self.db_dir}',
+            f'--socket={self.db_sock}', f'--pid-file={self.state}/mysqld.pid',
+            f'--tmpdir={self.state}/mysql-tmp', '--skip-networking',
+            '--user=root', '--skip-log-bin', '--innodb-doublewrite=0',
+            '--innodb-flush-log-at-trx-commit=0', '--sync-binlog=0',
+            '--innodb-buffer-pool-size=256M', '--max-connections=1000',
+            '--character-set-server=utf8mb4',
+            '--collation-server=utf8mb4_general_ci',
+        ], self.logs / 'mariadb.log').start()
+        mariadb = ['--no-defaults', f'--socket={self.db_sock}', '-u', 'root']
+
+        def pings():
+            return self.db_sock.exists() and subprocess.run(
+                ['mariadb-admin', *mariadb, 'ping'],
+                capture_output=True).returncode == 0
+        services.wait_until(pings, 60, what='MariaDB',
+                            alive=lambda: self.check_alive('mariadb'))
+        stmts = []
+        for name in self.databases():
+            stmts += [f'CREATE DATABASE {name} CHARACTER SET utf8mb4;',
+                      f"CREATE USER '{name}'@'localhost' IDENTIFIED BY "
+                      f"'{DB_PASSWORD}';",
+                      f"GRANT ALL ON {name}.* TO '{name}'@'localhost';"]
+        self.run_once('mariadb', ['mariadb', *mariadb, '-e', ' '.join(stmts)],
+                      log='mariadb-client')
+        self.timings['mariadb up'] = (time.monotonic()
+                                      - self.procs['mariadb'].started_at)
+        self.log(f'stack: MariaDB up ({self.timings["mariadb up"]:.1f}s)')
+
+    def sql(self, database: str, query: str) -> list[tuple[str, ...]]:
+        """Rows of a query on one of the stack's databases (as text)."""
+        out = subprocess.run(
+            ['mariadb', '--no-defaults', f'--socket={self.db_sock}', '-u',
+             'root', '-N', '-B', database, '-e', query],
+            capture_output=True, text=True, check=True).stdout
+        return [tuple(line.split('\t')) for line in out.splitlines()]
 
     def start_identity(self) -> None:
         pass
@@ -452,7 +485,6 @@ class CinderStack:
         self.start_identity()        # while the db syncs run
         for sync in syncs:
             sync.finish()
-        self.tune_databases()
         self.timings['db sync'] = time.monotonic() - syncs[0].started_at
         if self.glance:
             self.procs['glance'] = Proc(
@@ -488,7 +520,6 @@ class KeystoneStack(CinderStack):
     """
 
     auth = 'keystone'
-    pool_options = ('max_pool_size = 10', 'max_overflow = 20')
 
     def __init__(self, state: Path, shell: GuestShell | None,
                  keystone_venv: Path, *, host: str = 'tempest',
@@ -496,8 +527,6 @@ class KeystoneStack(CinderStack):
         self.keystone_venv = keystone_venv
         self.ks_dir = state / 'keystone'
         self.ks_conf = self.ks_dir / 'keystone.conf'
-        self.db_dir = state / 'mysql'
-        self.db_sock = state / 'mysqld.sock'
         self.ks_port = services.free_port(5000)
         self.admin_project_id: str | None = None
         super().__init__(state, shell, host=host, glance=glance,
@@ -507,9 +536,8 @@ class KeystoneStack(CinderStack):
     def keystone_url(self) -> str:
         return f'http://127.0.0.1:{self.ks_port}'
 
-    def db_url(self, name: str) -> str:
-        return (f'mysql+pymysql://{name}:{DB_PASSWORD}@localhost/{name}'
-                f'?unix_socket={self.db_sock}&charset=utf8')
+    def databases(self) -> tuple[str, ...]:
+        return ('keystone',) + super().databases()
 
     def authtoken(self, user: str) -> list[str]:
         return ['[keystone_authtoken]',
@@ -538,49 +566,6 @@ class KeystoneStack(CinderStack):
 
     def auth_headers(self) -> dict:
         return {'X-Auth-Token': self.token()[0]}
-
-    # -- MariaDB ---------------------------------------------------------
-
-    def start_databases(self) -> None:
-        """A private MariaDB: own datadir, unix socket only, no fsyncs."""
-        if not shutil.which('mariadbd', path='/usr/sbin:/usr/bin'):
-            raise ServiceError('mariadbd missing: apt-get install '
-                               'mariadb-server')
-        (self.state / 'mysql-tmp').mkdir(parents=True, exist_ok=True)
-        self.run_once('mariadb-install-db', [
-            'mariadb-install-db', '--no-defaults', f'--datadir={self.db_dir}',
-            '--user=root', '--auth-root-authentication-method=socket',
-            '--skip-test-db'], log='mariadb')
-        self.procs['mariadb'] = Proc('mariadb', [
-            '/usr/sbin/mariadbd', '--no-defaults', f'--datadir={self.db_dir}',
-            f'--socket={self.db_sock}', f'--pid-file={self.state}/mysqld.pid',
-            f'--tmpdir={self.state}/mysql-tmp', '--skip-networking',
-            '--user=root', '--skip-log-bin', '--innodb-doublewrite=0',
-            '--innodb-flush-log-at-trx-commit=0', '--sync-binlog=0',
-            '--innodb-buffer-pool-size=256M', '--max-connections=1000',
-            '--character-set-server=utf8mb4',
-            '--collation-server=utf8mb4_general_ci',
-        ], self.logs / 'mariadb.log').start()
-        mariadb = ['--no-defaults', f'--socket={self.db_sock}', '-u', 'root']
-
-        def pings():
-            return self.db_sock.exists() and subprocess.run(
-                ['mariadb-admin', *mariadb, 'ping'],
-                capture_output=True).returncode == 0
-        services.wait_until(pings, 60, what='MariaDB',
-                            alive=lambda: self.check_alive('mariadb'))
-        stmts = []
-        for name in ('keystone', 'cinder') + (
-                ('glance',) if self.glance else ()):
-            stmts += [f'CREATE DATABASE {name} CHARACTER SET utf8mb4;',
-                      f"CREATE USER '{name}'@'localhost' IDENTIFIED BY "
-                      f"'{DB_PASSWORD}';",
-                      f"GRANT ALL ON {name}.* TO '{name}'@'localhost';"]
-        self.run_once('mariadb', ['mariadb', *mariadb, '-e', ' '.join(stmts)],
-                      log='mariadb-client')
-        self.timings['mariadb up'] = (time.monotonic()
-                                      - self.procs['mariadb'].started_at)
-        self.log(f'stack: MariaDB up ({self.timings["mariadb up"]:.1f}s)')
 
     # -- keystone ----------------------------------------------------
 

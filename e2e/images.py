@@ -24,7 +24,6 @@ from pathlib import Path
 import random
 import re
 import shlex
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -572,10 +571,8 @@ class Scenarios:
 
     def _cache_rows(self) -> list[tuple]:
         """Cinder's image volume cache table: (image_id, volume_id)."""
-        with contextlib.closing(sqlite3.connect(
-                self.stack.state / 'cinder.sqlite')) as db:
-            return db.execute('SELECT image_id, volume_id FROM '
-                              'image_volume_cache_entries').fetchall()
+        return self.stack.sql('cinder', 'SELECT image_id, volume_id FROM '
+                              'image_volume_cache_entries')
 
     def _internal_volumes(self, project: str) -> list[dict]:
         return [v for v in self.all_volumes()
