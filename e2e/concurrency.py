@@ -15,12 +15,13 @@ What they prove against the review (review-defects.md):
   delete`` call, and snapshots deleted in parallel with clones of them
   (#2: no error_deleting, no leaked hidden zvol);
 * 21: the load: ten seeded random mixes of every operation at
-  concurrency 8, 200 operations in all, seven mixes under eventlet and
-  three under native threads (#2, #6). After each mix's random part,
+  concurrency 8, 200 random operations in all (their drains' deletes on
+  top), seven mixes under eventlet and three under native threads (#2,
+  #6). After each mix's random part,
   Cinder, the model and ``zfs list -t all`` agree and nothing is in
   error; each mix then deletes all it made, after which the parent holds
-  nothing. Prints p50/p95 latency per operation type over all 200, and
-  how often the lab's SQLite was locked (requests retried, log lines);
+  nothing. Prints p50/p95 latency per operation type over all; any
+  HTTP 500 fails the scenario (the stack's database is MariaDB);
 * 22: multiattach across two hosts and twice from one host, detached one
   at a time; and two first attachments at the same moment (#1, #7);
 * 23: cinder-volume killed while deletes of a source and its clones wait
@@ -54,8 +55,8 @@ SEEDS = {'eventlet': (2101, 2102, 2103, 2104, 2105, 2106, 2107),
          'native threads': (2201, 2202, 2203)}
 OPS_PER_MIX = 20
 WORKERS = 8
-MAX_VOLUMES = 4              # live at once in a mix (the pool is ~9.5 GiB)
-MAX_SNAPSHOTS = 2
+MAX_VOLUMES = 6              # live at once in a mix (thin; pool ~9.5 GiB)
+MAX_SNAPSHOTS = 4
 FIRST_VOLUMES = 2            # plain creates; the others derive from them
 MAX_SIZE = 2                 # GiB
 
@@ -108,9 +109,8 @@ class Mix:
     order operations finish in decides later choices, so a seed fixes the
     mix's shape, not every interleaving: the ops log says what ran.
 
-    A mix is ``ops`` operations in two phases: random ones (:meth:`run`)
-    while what exists can still be deleted within the count, then, after
-    the caller's checks, deletes of everything left (:meth:`drain`), also
+    A mix is ``ops`` random operations (:meth:`run`), then, after the
+    caller's checks, deletes of everything left (:meth:`drain`), also
     random and concurrent, so each mix ends with nothing.
     """
 
@@ -131,7 +131,6 @@ class Mix:
         self.log: list[str] = []
         self.issued = 0
         self.peak = 0             # most operations in flight at once
-        self.retries = 0          # requests the lab's SQLite refused
         self.counter = 0
         self.local = threading.local()
 
@@ -144,53 +143,18 @@ class Mix:
             s.headers.update(self.e2e.http.headers)
         return s
 
-    def call(self, method, path, body=None, took=None):
-        """One API request, retried on HTTP 500 unless it took effect.
-
-        ``took()`` says whether a refused request took effect anyway (and
-        gives its answer). The lab's Cinder keeps its database in SQLite:
-        Cinder's quota reservation reads, then writes, in one transaction,
-        and SQLite fails such a transaction at once ("database is locked",
-        HTTP 500) when another writer got in between; no lock wait helps
-        (cinder_zol_lab.stack). A lab limit, not the driver's: counted and
-        printed.
-        """
-        for attempt in range(4):
-            r = self.http().request(method, self.e2e.stack.endpoint + path,
-                                    json=body, timeout=60)
-            if r.status_code != 500 or attempt == 3:
-                break
-            time.sleep(1 + attempt)
-            done = took() if took else None
-            if done:
-                return done
-            with self.lock:
-                self.retries += 1
+    def call(self, method, path, body=None):
+        """One API request; any HTTP error fails the mix (no retries)."""
+        r = self.http().request(method, self.e2e.stack.endpoint + path,
+                                json=body, timeout=60)
         if r.status_code >= 400:
             raise RuntimeError(f'{method} {path} {body}: HTTP '
                                f'{r.status_code} {r.text[:300]}')
         return r.json() if r.content else {}
 
-    def find(self, kind, name):
-        """{kind[:-1]: obj} of the resource named ``name``, if any."""
-        r = self.http().get(f'{self.e2e.stack.endpoint}/{kind}',
-                            params={'name': name}, timeout=60)
-        r.raise_for_status()
-        found = [o for o in r.json()[kind] if o.get('name') == name]
-        return {kind[:-1]: found[0]} if found else None
-
-    def moved(self, kind, rid, statuses):
-        """Truthy when the resource is gone or in one of ``statuses``."""
-        st = self.status(kind, rid)
-        return {'status': st} if st is None or st in statuses else None
-
     def status(self, kind, rid):
-        for attempt in range(4):
-            r = self.http().get(f'{self.e2e.stack.endpoint}/{kind}/{rid}',
-                                timeout=60)
-            if r.status_code != 500:
-                break
-            time.sleep(1 + attempt)     # SQLite busy, as in call()
+        r = self.http().get(f'{self.e2e.stack.endpoint}/{kind}/{rid}',
+                            timeout=60)
         if r.status_code == 404:
             return None
         r.raise_for_status()
@@ -225,9 +189,7 @@ class Mix:
         vols, snaps = self.vols, self.snaps
         free = self.free_vols()
         free_snaps = [s for s in snaps.values() if not s.busy]
-        # what is made now must still be deleted within the mix's count
-        budget = self.budget()
-        room = len(vols) < MAX_VOLUMES and budget >= 2
+        room = len(vols) < MAX_VOLUMES
         options = []
         if room:
             # two volumes to start from, then what derives from them:
@@ -238,7 +200,7 @@ class Mix:
                 options += [('from-snapshot', 10)]
             if free and len(vols) < MAX_VOLUMES - 1:   # one for the above
                 options += [('clone', 1)]
-        if free and len(snaps) < MAX_SNAPSHOTS and budget >= 2:
+        if free and len(snaps) < MAX_SNAPSHOTS:
             # two snapshots of one volume at once: rarely (see revertible)
             options += [('snapshot', (2 if snaps else 6)
                          if self.unsnapping() else 1)]
@@ -247,7 +209,7 @@ class Mix:
         if len(vols) >= MAX_VOLUMES and [
                 v for v in free if not v.snaps and not v.readers]:
             options += [('delete', 1)]
-        if self.extendable(budget):
+        if self.extendable():
             options += [('extend', 1)]
         if self.revertible():
             options += [('revert', 8)]
@@ -257,16 +219,13 @@ class Mix:
         kind = self.rng.choices(kinds, weights)[0]
         return getattr(self, 'pick_' + kind.replace('-', '_'))()
 
-    def extendable(self, budget):
-        """Volumes to extend; rather not those with snapshots.
+    def extendable(self):
+        """Volumes to extend: none with snapshots.
 
-        Cinder reverts only to a snapshot of the volume's size. The last
-        operation of the random part may have to be an extend (nothing
-        else costs one): then any volume, up to one GiB more.
+        Cinder reverts only to a snapshot of the volume's size.
         """
-        last = budget == 1
         return [v for v in self.free_vols() if not v.readers and
-                v.size < MAX_SIZE + last and (last or not v.snaps)]
+                v.size < MAX_SIZE and not v.snaps]
 
     def revertible(self):
         """(volume, its latest snapshot) pairs Cinder would revert now.
@@ -340,7 +299,7 @@ class Mix:
         return ('delete', v.name, None)
 
     def pick_extend(self):
-        v = self.rng.choice(self.extendable(self.budget()))
+        v = self.rng.choice(self.extendable())
         v.busy = True
         return ('extend', v.name, None)
 
@@ -374,8 +333,7 @@ class Mix:
 
     def new_volume(self, name, body, source=None):
         try:
-            vid = self.call('POST', '/volumes', body, took=lambda: self.find(
-                'volumes', name))['volume']['id']
+            vid = self.call('POST', '/volumes', body)['volume']['id']
         finally:
             with self.lock:
                 if source is not None:
@@ -402,8 +360,7 @@ class Mix:
         v = self.vols[vol]
         try:
             sid = self.call('POST', '/snapshots', {'snapshot': {
-                'volume_id': v.id, 'name': name}}, took=lambda: self.find(
-                    'snapshots', name))['snapshot']['id']
+                'volume_id': v.id, 'name': name}})['snapshot']['id']
         finally:
             with self.lock:
                 v.posting -= 1
@@ -416,21 +373,18 @@ class Mix:
 
     def do_delete_snapshot(self, name, _):
         sid = self.snaps[name].id
-        self.call('DELETE', f'/snapshots/{sid}', took=lambda: self.moved(
-            'snapshots', sid, ('deleting',)))
+        self.call('DELETE', f'/snapshots/{sid}')
         self.settle('snapshots', sid, None)
 
     def do_delete(self, name, _):
         vid = self.vols[name].id
-        self.call('DELETE', f'/volumes/{vid}', took=lambda: self.moved(
-            'volumes', vid, ('deleting',)))
+        self.call('DELETE', f'/volumes/{vid}')
         self.settle('volumes', vid, None)
 
     def do_extend(self, name, _):
         v = self.vols[name]
         self.call('POST', f'/volumes/{v.id}/action',
-                  {'os-extend': {'new_size': v.size + 1}},
-                  took=lambda: self.moved('volumes', v.id, ('extending',)))
+                  {'os-extend': {'new_size': v.size + 1}})
         self.settle('volumes', v.id, 'available')
         got = self.call('GET', f'/volumes/{v.id}')['volume']['size']
         if got != v.size + 1:
@@ -439,8 +393,7 @@ class Mix:
     def do_revert(self, name, snap):
         v, s = self.vols[name], self.snaps[snap]
         self.call('POST', f'/volumes/{v.id}/action',
-                  {'revert': {'snapshot_id': s.id}},
-                  took=lambda: self.moved('volumes', v.id, ('reverting',)))
+                  {'revert': {'snapshot_id': s.id}})
         self.settle('volumes', v.id, 'available')
         self.settle('snapshots', s.id, 'available')
 
@@ -482,14 +435,14 @@ class Mix:
     def run(self):
         """The random phase; returns its seconds once nothing is in flight.
 
-        It stops when the operations issued plus one delete for each
-        volume and snapshot that exists (or is being made) reach ``ops``.
+        It stops when ``ops`` operations were issued; the drain's deletes
+        come on top.
         """
         return self._drive(self.choose, lambda: self.budget() > 0)
 
     def budget(self):
-        """Operations left once each volume and snapshot has its delete."""
-        return self.ops - self.issued - len(self.vols) - len(self.snaps)
+        """Random operations left to issue."""
+        return self.ops - self.issued
 
     def drain(self):
         """Delete everything the mix made, at random, ``workers`` at once.
@@ -538,9 +491,6 @@ class Mix:
     def summary(self) -> str:
         parts = [f'{kind} x{len(v)}' for kind, v in sorted(
             self.latency.items())]
-        if self.retries:
-            parts.append(f'{self.retries} requests retried after SQLite '
-                         'answered 500')
         return ', '.join(parts)
 
 
@@ -795,7 +745,6 @@ class Scenarios:
                 f'(all {sum(map(len, SEEDS.values()))} run with tgtadm '
                 'only)')
         mixes = []
-        offsets = {n: self.stack.log_offset(n) for n in LOGGED}
         try:
             for mode, seeds in SEEDS.items():
                 if mode != 'eventlet':
@@ -810,11 +759,6 @@ class Scenarios:
             say(f'    cinder-volume back under eventlet in {dt:.1f}s')
         for line in latency_table(mixes):
             say('    ' + line)
-        retried = sum(m.retries for _mode, m in mixes)
-        locked = self._log_count(offsets, 'database is locked')
-        say(f'    SQLite: {retried} requests retried after HTTP 500; '
-            '"database is locked" in the logs: ' + ', '.join(
-                f'{name} {n}' for name, n in locked.items()))
         self.cinder('quota-delete', 'admin')
 
     def _mix(self, mode, seed):
@@ -892,15 +836,6 @@ class Scenarios:
             self._check(self.ids[name] not in listed,
                         f'seed {m.seed}: {name} deleted but still listed')
         self._expect_clean()
-
-    def _log_count(self, offsets, text):
-        """{service: lines with ``text`` since ``offsets`` (log sizes)}."""
-        found = {}
-        for name, offset in offsets.items():
-            with open(self.stack.logs / f'{name}.log', 'rb') as f:
-                f.seek(offset)
-                found[name] = sum(1 for line in f if text.encode() in line)
-        return found
 
     # -- 22 ------------------------------------------------------------------
 
@@ -1228,7 +1163,6 @@ for a in "$@"; do
 done
 exec %(real)s "$@"
 '''
-LOGGED = ('cinder-api', 'cinder-scheduler', 'cinder-volume')
 
 SCENARIOS = [
     (20, 'concurrent deletes of a source, its snapshots and clones',
