@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Run e2e/run.py once per iSCSI target helper, each in its own lab guest.
+"""Run e2e/run.py once per target helper, each in its own lab guest.
 
 tgt and LIO both want port 3260 in the guest, so each helper gets its own
-guest (``python -m cinder_zol_lab run --target H -- python e2e/run.py``).
+guest (``python -m cinder_zol_lab run --target H -- python e2e/run.py``);
+the nvmet pass runs the NVMe-oF scenario only.
 Every helper runs even when an earlier one failed; the last line adds them
 up as ``N passed, M failed`` and the exit status is 1 if anything failed.
 The glance venv is made (or found in the cache) before the first guest
 boots.
 
-    python e2e/all.py                      # tgtadm, then lioadm
+    python e2e/all.py                      # tgtadm, lioadm, then nvmet
     python e2e/all.py --target lioadm      # one helper
     python e2e/all.py -- --keep --only 1   # options for run.py
 """
@@ -30,8 +31,8 @@ from cinder_zol_lab import venvs  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--target', action='append',
-                    choices=['tgtadm', 'lioadm'],
-                    help='target helper(s) to run (default: both)')
+                    choices=['tgtadm', 'lioadm', 'nvmet'],
+                    help='target helper(s) to run (default: all three)')
     ap.add_argument('extra', nargs='*', help='options for run.py after --')
     args = ap.parse_args()
     t0 = time.monotonic()
@@ -39,8 +40,11 @@ def main() -> int:
         venvs.glance(log=lambda m: print(f'e2e: {m}', flush=True))
     total = services.Summary()
     lines = []
-    for target in args.target or ['tgtadm', 'lioadm']:
-        argv = [sys.executable, str(HERE / 'run.py'), *args.extra]
+    for target in args.target or ['tgtadm', 'lioadm', 'nvmet']:
+        extra = list(args.extra)
+        if target == 'nvmet' and '--no-glance' not in extra:
+            extra.append('--no-glance')     # its scenario needs no images
+        argv = [sys.executable, str(HERE / 'run.py'), *extra]
         print(f'e2e: === {target}: lab run -- {" ".join(argv[1:])}',
               flush=True)
         s = services.run_under_lab(target, argv, target)

@@ -55,6 +55,7 @@ from cinder_zol_lab.stack import BACKEND  # noqa: E402
 from cinder_zol_lab.stack import CinderStack  # noqa: E402
 import concurrency  # noqa: E402
 import images  # noqa: E402
+import nvme  # noqa: E402
 
 MiB = 2 ** 20
 GiB = 2 ** 30
@@ -104,7 +105,7 @@ def md5_of(char: str | int, length: int = MiB) -> str:
     return hashlib.md5(b * length).hexdigest()
 
 
-class E2E(concurrency.Scenarios, images.Scenarios):
+class E2E(concurrency.Scenarios, images.Scenarios, nvme.Scenarios):
     def __init__(self, stack: CinderStack, guest: GuestShell):
         self.stack = stack
         self.guest = guest
@@ -571,6 +572,7 @@ SCENARIOS = [
      (1,)),
     *images.SCENARIOS,
     *concurrency.SCENARIOS,
+    *nvme.SCENARIOS,
 ]
 
 
@@ -591,7 +593,11 @@ ONE_HELPER_ONLY = {
                    'scenario 10 reads golden clones over LIO'),
     20: ('tgtadm', 'concurrent deletes: ' + _ZFS_SIDE),
     21: ('tgtadm', 'random mixes: ' + _ZFS_SIDE),
+    24: ('nvmet', 'NVMe-oF/TCP'),
 }
+# The nvmet pass runs its own scenarios only; the tgt and LIO passes run
+# the others (their attachments and data checks are iSCSI).
+NVME_ONLY = {num for num, *_ in nvme.SCENARIOS}
 
 
 def parent_start_time() -> float | None:
@@ -659,6 +665,11 @@ def main(argv=None) -> int:
         passed: set[int] = set()
         for num, name, meth, needs in SCENARIOS:
             if args.only and num not in args.only:
+                continue
+            if guest.target == 'nvmet' and num not in NVME_ONLY and \
+                    not args.only:
+                say(f'e2e: scenario {num} {name}: not run with nvmet '
+                    '(the iSCSI passes run it)')
                 continue
             only = ONE_HELPER_ONLY.get(num)
             if only and only[0] != guest.target and not args.only:

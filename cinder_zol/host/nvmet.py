@@ -188,10 +188,15 @@ class Backend(object):
 
     # -- operations ------------------------------------------------------
 
-    def export(self, name, nqn, device, chap, initiators, port, serial):
+    def export(self, name, nqn, device, chap, initiators, ports, serial):
         if chap:
             raise errors.Invalid('nvmet export of %s failed' % name,
                                  'NVMe/TCP exports take no CHAP credentials')
+        if len(ports) != 1:
+            raise errors.Invalid('nvmet export of %s failed' % name,
+                                 'nvmet listens on one port (target_port), '
+                                 'not %s' % ports)
+        port = ports[0]
         grammar.check_nvmet('write', self._ns(nqn) + '/device_uuid', serial)
         self._ready()
         created = []

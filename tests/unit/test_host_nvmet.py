@@ -3,6 +3,7 @@ in a temporary directory (tests.unit.fake_nvmet), and the configfs grammar
 it is held to (cinder_zol.host.grammar.check_nvmet)."""
 
 import errno
+import inspect
 import json
 from unittest import mock
 
@@ -40,7 +41,14 @@ class NvmetBackendTestCase(testtools.TestCase):
     def export(self, hosts=(HOST_A,), nqn=NQN, device=DEVICE, port=PORT,
                serial=SERIAL, name=NAME):
         return self.backend.export(name, nqn, device, None, list(hosts),
-                                   port, serial)
+                                   [port], serial)
+
+    def test_one_port_only(self):
+        e = self.assertRaises(errors.HostError, self.backend.export, NAME,
+                              NQN, DEVICE, None, [HOST_A], [4420, 4421],
+                              SERIAL)
+        self.assertIn('one port', str(e))
+        self.assertEqual([], self.backend.tree())
 
     def assertRaisesHostError(self, cls, func, *args, **kwargs):
         e = self.assertRaises(errors.HostError, func, *args, **kwargs)
@@ -319,6 +327,18 @@ class NvmetRootHelperTestCase(testtools.TestCase):
     def test_hostile_payload_refused_before_anything_runs(self, changes):
         self.assertRaises(errors.Refused, self.export, **changes)
         self.assertEqual({}, self.backend.exports)
+
+    def test_backends_take_the_same_export_arguments(self):
+        """target.export calls every backend alike (ports: a list)."""
+        from cinder_zol.host import lio
+        from cinder_zol.host import nvmet
+        from cinder_zol.host import tgt
+        names = [list(inspect.signature(b.export).parameters)
+                 for b in (tgt.Backend, lio.Backend, nvmet.Backend)]
+        # positional: the same places (nvmet says nqn where iSCSI says iqn)
+        for each in names:
+            self.assertEqual(len(names[0]), len(each))
+            self.assertEqual(names[0].index('ports'), each.index('ports'))
 
     def test_nvmet_not_enabled_on_this_host(self):
         self.host.config.target_helpers = ['tgtadm']
