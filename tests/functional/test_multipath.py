@@ -103,7 +103,8 @@ class MultipathTestCase(base.LabTestCase):
                          data['target_portals'])
         self.assertEqual([iqn, iqn], data['target_iqns'])
         self.assertEqual([lun, lun], data['target_luns'])
-        self.assertEqual([port1, port2],
+        # listening() is sorted; the lab's two free ports come in any order
+        self.assertEqual(sorted([port1, port2]),
                          [p for p in self.listening(iqn)
                           if p in (port1, port2)])
 
