@@ -14,6 +14,7 @@ line allows exactly that program). Whoever calls, the helper itself:
 * never logs a CHAP secret; secrets and initiator lists arrive as JSON.
 """
 
+import importlib
 import json
 import os
 import queue
@@ -34,16 +35,17 @@ _ZVOL_NODE = re.compile(r'^/dev/zd[0-9]+$')
 CHUNK = 1 << 20
 
 
+# helper -> the module of its backend, imported on first use (rtslib-fb
+# only where LIO runs)
+BACKENDS = {'tgtadm': 'tgt', 'lioadm': 'lio', 'nvmet': 'nvmet'}
+
+
 def backend(host, helper):
-    """The target implementation for ``helper`` (tgtadm, lioadm, nvmet)."""
+    """The target implementation for ``helper`` (one of BACKENDS)."""
     host.config.check_helper(helper)
     if helper not in host.target_backends:
-        if helper == 'tgtadm':
-            from . import tgt as module
-        elif helper == 'nvmet':
-            from . import nvmet as module
-        else:
-            from . import lio as module
+        module = importlib.import_module('.' + BACKENDS[helper],
+                                         __package__)
         host.target_backends[helper] = module.Backend(host.executor)
     return host.target_backends[helper]
 

@@ -1,6 +1,7 @@
 """The root helper's own checks: arguments, payloads, the zvol it may
 touch, zvol data streams, and the agent's sudo session to it."""
 
+import importlib
 import io
 import json
 import os
@@ -12,6 +13,7 @@ import ddt
 import testtools
 
 from cinder_zol.host import agent
+from cinder_zol.host import config
 from cinder_zol.host import errors
 from cinder_zol.host import execute
 from cinder_zol.host import ops
@@ -101,6 +103,15 @@ class TargetRequestTestCase(testtools.TestCase):
         with mock.patch.object(os, 'geteuid', return_value=1000):
             self.assertRaises(errors.PermissionDenied, target.dispatch,
                               self.host, operation, [], {})
+
+
+class BackendMapTestCase(testtools.TestCase):
+
+    def test_every_configurable_helper_has_a_backend(self):
+        self.assertEqual(set(config.TARGET_HELPERS), set(target.BACKENDS))
+        for module in target.BACKENDS.values():
+            self.assertTrue(hasattr(importlib.import_module(
+                'cinder_zol.host.' + module), 'Backend'), module)
 
 
 class DeviceTestCase(testtools.TestCase):
