@@ -46,6 +46,26 @@ def _check_size(what, count):
                              'max': MAX_GROUP_VOLUMES})
 
 
+def _each(items, delete, what, owner, done, failed):
+    """Delete each item; ([{id, status}], whether any failed).
+
+    One failure does not stop the others: Cinder gets each item's
+    outcome, and deleting the group again retries only what is left.
+    """
+    updates = []
+    for item in items:
+        try:
+            delete(item)
+            status = done
+        except cinder_exception.CinderException as e:
+            LOG.error('Deleting %(what)s %(id)s of %(owner)s failed: '
+                      '%(e)s', {'what': what, 'id': item.id, 'owner': owner,
+                                'e': e})
+            status = failed
+        updates.append({'id': item.id, 'status': status})
+    return updates, any(u['status'] == failed for u in updates)
+
+
 class GroupMixin(object):
     """Cinder's generic volume group driver methods for ZoL."""
 
@@ -78,18 +98,13 @@ class GroupMixin(object):
         """
         if not _consistent(group):
             raise NotImplementedError()
-        updates = []
-        for volume in volumes:
-            try:
-                self.remove_export(context, volume)
-                self.delete_volume(volume)
-                status = 'deleted'
-            except cinder_exception.CinderException as e:
-                LOG.error('Deleting volume %(v)s of group %(g)s failed: '
-                          '%(e)s', {'v': volume.id, 'g': group.id, 'e': e})
-                status = 'error_deleting'
-            updates.append({'id': volume.id, 'status': status})
-        failed = any(u['status'] == 'error_deleting' for u in updates)
+
+        def delete(volume):
+            self.remove_export(context, volume)
+            self.delete_volume(volume)
+        updates, failed = _each(volumes, delete, 'volume',
+                                'group %s' % group.id, 'deleted',
+                                'error_deleting')
         return ({'status': fields.GroupStatus.ERROR_DELETING if failed
                  else fields.GroupStatus.DELETED}, updates)
 
@@ -110,19 +125,11 @@ class GroupMixin(object):
         """Delete each snapshot; one with clones goes when they do."""
         if not _consistent(group_snapshot):
             raise NotImplementedError()
-        updates = []
-        for snapshot in snapshots:
-            try:
-                self.delete_snapshot(snapshot)
-                status = fields.SnapshotStatus.DELETED
-            except cinder_exception.CinderException as e:
-                LOG.error('Deleting snapshot %(s)s of group snapshot %(g)s '
-                          'failed: %(e)s', {'s': snapshot.id,
-                                            'g': group_snapshot.id, 'e': e})
-                status = fields.SnapshotStatus.ERROR_DELETING
-            updates.append({'id': snapshot.id, 'status': status})
-        failed = any(u['status'] == fields.SnapshotStatus.ERROR_DELETING
-                     for u in updates)
+        updates, failed = _each(
+            snapshots, self.delete_snapshot, 'snapshot',
+            'group snapshot %s' % group_snapshot.id,
+            fields.SnapshotStatus.DELETED,
+            fields.SnapshotStatus.ERROR_DELETING)
         return ({'status': fields.GroupSnapshotStatus.ERROR_DELETING if failed
                  else fields.GroupSnapshotStatus.DELETED}, updates)
 
