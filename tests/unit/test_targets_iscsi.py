@@ -3,24 +3,17 @@ connection info and what each call asks of the storage host."""
 
 import uuid
 
-from unittest import mock
-
 import ddt
 from oslo_config import cfg
 
-from cinder import context
 from cinder import exception as cinder_exception
 from cinder import objects
-from cinder.tests.unit import test
-from cinder.volume import configuration as conf
 from cinder.volume import driver as volume_driver
-from cinder.volume.drivers.san import san
 
 from cinder_zol import exception
-from cinder_zol import options
 from cinder_zol import targets
 from cinder_zol.targets import iscsi
-from tests import scenarios
+from tests.unit import target_base
 
 INITIATOR = 'iqn.1993-08.org.debian:01:compute1'
 OTHER = 'iqn.1993-08.org.debian:01:compute2'
@@ -29,30 +22,13 @@ AUTH = 'CHAP user0123456789abcdef secret0123456789'
 
 
 @ddt.ddt
-class ISCSITargetTestCase(test.TestCase):
+class ISCSITargetTestCase(target_base.TargetTestBase):
 
-    def setUp(self):
-        super().setUp()
-        self.ctxt = context.get_admin_context()
-        self.configuration = conf.Configuration(options.ALL_OPTS,
-                                                config_group='zol')
-        self.configuration.append_config_values(san.san_opts)
-        self.configuration.append_config_values(volume_driver.volume_opts)
-        self.configuration.append_config_values(volume_driver.iser_opts)
-        self.set_conf(san_ip='192.0.2.10', zol_target_helper='tgtadm')
-        self.storage = mock.Mock()
-        self.storage.target.return_value = {
-            'tid': 4, 'lun': 1, 'chap': ['user0123456789abcdef',
-                                         'secret0123456789'],
-            'changed': True}
-        self.target = targets.get_target(self.configuration, self.storage)
-
-    def set_conf(self, **kwargs):
-        for key, value in kwargs.items():
-            self.override_config(key, value, 'zol')
-
-    def volume(self, **kwargs):
-        return scenarios.make_volume(self.ctxt, 1, **kwargs)
+    EXTRA_OPTS = (volume_driver.iser_opts,)
+    CONF = {'zol_target_helper': 'tgtadm'}
+    ANSWER = {'tid': 4, 'lun': 1,
+              'chap': ['user0123456789abcdef', 'secret0123456789'],
+              'changed': True}
 
     def attach(self, vol, *initiators):
         vol.volume_attachment = objects.VolumeAttachmentList(objects=[

@@ -4,54 +4,29 @@ storage host."""
 
 import uuid
 
-from unittest import mock
-
 import ddt
 from os_brick.initiator.connectors import nvmeof as brick_nvmeof
 
-from cinder import context
 from cinder import exception as cinder_exception
 from cinder import objects
-from cinder.tests.unit import test
-from cinder.volume import configuration as conf
 from cinder.volume import driver as volume_driver
-from cinder.volume.drivers.san import san
 
 from cinder_zol import exception
-from cinder_zol import options
 from cinder_zol import targets
 from cinder_zol.targets import nvme
-from tests import scenarios
+from tests.unit import target_base
 
 HOST_NQN = 'nqn.2014-08.org.nvmexpress:uuid:5c1f0a1e-0000-4000-8000-0000001'
 OTHER_NQN = 'nqn.2014-08.org.nvmexpress:uuid:5c1f0a1e-0000-4000-8000-0000002'
 
 
 @ddt.ddt
-class NVMeTCPTargetTestCase(test.TestCase):
+class NVMeTCPTargetTestCase(target_base.TargetTestBase):
 
-    def setUp(self):
-        super().setUp()
-        self.ctxt = context.get_admin_context()
-        self.configuration = conf.Configuration(options.ALL_OPTS,
-                                                config_group='zol')
-        self.configuration.append_config_values(san.san_opts)
-        self.configuration.append_config_values(volume_driver.volume_opts)
-        self.configuration.append_config_values(volume_driver.nvmet_opts)
-        self.set_conf(san_ip='192.0.2.10', zol_target_helper='nvmet',
-                      target_protocol='nvmet_tcp')
-        self.storage = mock.Mock()
-        self.storage.target.return_value = {
-            'port_id': 1, 'nsid': 1, 'chap': None, 'changed': True,
-            'initiators': [HOST_NQN]}
-        self.target = targets.get_target(self.configuration, self.storage)
-
-    def set_conf(self, **kwargs):
-        for key, value in kwargs.items():
-            self.override_config(key, value, 'zol')
-
-    def volume(self, **kwargs):
-        return scenarios.make_volume(self.ctxt, 1, **kwargs)
+    EXTRA_OPTS = (volume_driver.nvmet_opts,)
+    CONF = {'zol_target_helper': 'nvmet', 'target_protocol': 'nvmet_tcp'}
+    ANSWER = {'port_id': 1, 'nsid': 1, 'chap': None, 'changed': True,
+              'initiators': [HOST_NQN]}
 
     def connector(self, nqn=HOST_NQN):
         return {'nqn': nqn, 'host': 'compute1',
