@@ -178,9 +178,20 @@ class Target(object, metaclass=abc.ABCMeta):
     def target_name(self, volume):
         """Name of the volume's target (kept once exported)."""
 
-    @abc.abstractmethod
+    def chap(self, volume):
+        """Credentials to propose for an export, or None (no CHAP)."""
+        return None
+
     def export_payload(self, volume):
-        """What the storage host needs to export the volume."""
+        """What the storage host needs to export the volume.
+
+        ``iqn`` is the target's name whatever the protocol (an NQN for
+        NVMe-oF); ``ports`` every port the portals use.
+        """
+        return {'iqn': self.target_name(volume), 'chap': self.chap(volume),
+                'port': self.port, 'ports': self.ports(),
+                'serial': self.serial(volume),
+                'wait': int(self.conf('zol_device_wait_timeout') or 30)}
 
     @abc.abstractmethod
     def model_update(self, volume, result):

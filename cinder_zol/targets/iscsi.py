@@ -120,12 +120,6 @@ class ISCSITarget(base.Target):
             volume_utils.generate_username(CHAP_USERNAME_LENGTH),
             volume_utils.generate_password(CHAP_SECRET_LENGTH)]
 
-    def export_payload(self, volume):
-        return {'iqn': self.target_name(volume), 'chap': self.chap(volume),
-                'port': self.port, 'ports': self.ports(),
-                'serial': self.serial(volume),
-                'wait': int(self.conf('zol_device_wait_timeout') or 30)}
-
     def model_update(self, volume, result):
         location = '%s,%s %s %s' % (self.portals()[0], result['tid'],
                                     self.target_name(volume), result['lun'])

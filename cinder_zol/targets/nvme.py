@@ -96,11 +96,6 @@ class NVMeTCPTarget(base.Target):
             prefix = NQN_PREFIX
         return validate_nqn(prefix + volume.name, 'subsystem NQN')
 
-    def export_payload(self, volume):
-        return {'iqn': self.target_name(volume), 'chap': None,
-                'port': self.port, 'serial': self.serial(volume),
-                'wait': int(self.conf('zol_device_wait_timeout') or 30)}
-
     def model_update(self, volume, result):
         location = '%s %s %s %s' % (self.portals()[0], TRANSPORT,
                                     self.target_name(volume), result['nsid'])

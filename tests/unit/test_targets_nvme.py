@@ -93,8 +93,8 @@ class NVMeTCPTargetTestCase(target_base.TargetTestBase):
         nqn = 'nqn.2010-10.org.openstack:' + vol.name
         self.storage.target.assert_called_once_with(
             'export', vol.name, 'nvmet',
-            {'iqn': nqn, 'chap': None, 'port': 4420, 'serial': vol.name_id,
-             'wait': 30, 'initiators': [HOST_NQN]})
+            {'iqn': nqn, 'chap': None, 'port': 4420, 'ports': [4420],
+             'serial': vol.name_id, 'wait': 30, 'initiators': [HOST_NQN]})
         self.assertEqual({'provider_location': '192.0.2.10:4420 tcp %s 1'
                           % nqn, 'provider_auth': None}, update)
 
