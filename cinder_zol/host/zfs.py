@@ -265,10 +265,7 @@ class ZfsHost(object):
 
     def snapshot(self, name, snapshot, *more):
         """Snapshot one zvol, or several at once (atomically: one txg)."""
-        targets = [self.path(name, snapshot)] + [self.path(n, snapshot)
-                                                 for n in more]
-        self._zfs('zfs snapshot %s' % ' '.join(targets),
-                  'snapshot', *targets)
+        self.snapshot_set([(n, snapshot) for n in (name,) + more])
 
     def snapshot_set(self, pairs):
         """Snapshot several zvols at once: [(zvol, snapshot name)].
