@@ -158,6 +158,7 @@ class SshServer(object):
         self.commands = []
         self.transports = []
         self.exit_status_first = False
+        self.disabled_algorithms = None   # as paramiko.Transport takes it
         self._running = []
         self._lock = threading.Lock()
         self._sock = socket.socket()
@@ -181,7 +182,8 @@ class SshServer(object):
             if self._stop:
                 conn.close()
                 return
-            transport = paramiko.Transport(conn)
+            transport = paramiko.Transport(
+                conn, disabled_algorithms=self.disabled_algorithms)
             transport.add_server_key(self.host_key)
             self.transports.append(transport)
             try:

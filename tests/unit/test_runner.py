@@ -529,6 +529,24 @@ class SshRunnerTestCase(testtools.TestCase):
         self.assertEqual(2 ** 29, paramiko.packet.Packetizer.REKEY_BYTES)
         self.assertEqual(2 ** 29, paramiko.packet.Packetizer.REKEY_PACKETS)
 
+    def test_aes_gcm_preferred(self):
+        r = self.make()
+        r.run(['true'])
+        transport = r._idle[0].client.get_transport()
+        self.assertEqual('aes128-gcm@openssh.com', transport.local_cipher)
+        self.assertEqual('aes128-gcm@openssh.com', transport.remote_cipher)
+        # only the order changed: the ciphers are paramiko's own
+        self.assertEqual(sorted(paramiko.Transport._preferred_ciphers),
+                         sorted(transport.preferred_ciphers))
+
+    def test_server_without_gcm_gets_ctr(self):
+        self.server.disabled_algorithms = {
+            'ciphers': ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com']}
+        r = self.make()
+        self.assertEqual('ok\n', r.run(['echo', 'ok']).stdout)
+        transport = r._idle[0].client.get_transport()
+        self.assertEqual('aes128-ctr', transport.remote_cipher)
+
     # -- agent sessions ------------------------------------------------------
 
     def test_requests_share_one_session(self):
