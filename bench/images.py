@@ -220,6 +220,28 @@ def openssh(shell, stream):
         return time.monotonic() - t0, handshake
 
 
+def openssh_zvol(shell, stream, size):
+    """Seconds to pipe the file into a fresh zvol through ssh, with fsync.
+
+    What the fill itself must do on the storage host (the agent writes the
+    zvol and fsyncs it), without the driver: the write floor, next to the
+    wire floor of ``cat > /dev/null``. Same connection setup as openssh().
+    """
+    zvol = '%s/bench-floor-%s' % (shell.parent, uuid.uuid4().hex[:8])
+    shell.run('zfs create -s -V %d %s && udevadm settle && test -b '
+              '/dev/zvol/%s' % (size, zvol, zvol))
+    try:
+        with open(stream, 'rb') as f:
+            t0 = time.monotonic()
+            subprocess.run(shell.ssh_argv(
+                'dd of=/dev/zvol/%s bs=1M iflag=fullblock conv=fsync '
+                'status=none' % zvol), check=True, stdin=f,
+                capture_output=True)
+            return time.monotonic() - t0
+    finally:
+        shell.run(['zfs', 'destroy', zvol])
+
+
 def _send_file(channel, stream):
     with open(stream, 'rb') as f:
         while True:
@@ -236,16 +258,19 @@ def _send_file(channel, stream):
 def paramiko_alone(shell, stream):
     """Seconds for one paramiko channel running ``cat > /dev/null``.
 
-    A plain client (paramiko's defaults), connected before the clock
-    starts, so this is the transfer alone.
+    A plain client with the driver's cipher order, connected before the
+    clock starts, so this is the transfer alone.
     """
     import paramiko
+
+    from cinder_zol import runner
     client = paramiko.SSHClient()
     client.load_host_keys(str(shell.known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
     client.connect(shell.host, port=shell.ssh_port, username=shell.user,
                    pkey=paramiko.PKey.from_path(str(shell.key)),
-                   look_for_keys=False, allow_agent=False, timeout=30)
+                   look_for_keys=False, allow_agent=False, timeout=30,
+                   transport_factory=runner._Transport)
     try:
         t0 = time.monotonic()
         channel = client.get_transport().open_session()
@@ -279,6 +304,7 @@ class Run(object):
         self.tmp = tmp
         self.log = log
         self.volumes = []
+        self.size = None
         self.row = {'label': label}
 
     def volume(self, size_gb):
@@ -300,6 +326,7 @@ class Run(object):
 
     def run(self, image_id, size_gb, count):
         row = self.row
+        self.size = size_gb * GiB
         self.probe.reset()
         row['first'] = self.clone_image(image_id, size_gb)
         row['sent'] = self.probe.sent
@@ -324,6 +351,8 @@ class Run(object):
         os.unlink(self.probe.kept)
         for key, measure in (
                 ('openssh', lambda: openssh(self.shell, stream)),
+                ('zvol', lambda: openssh_zvol(self.shell, stream,
+                                              self.size)),
                 ('paramiko', lambda: paramiko_alone(self.shell, stream))):
             try:
                 row[key] = measure()
@@ -363,8 +392,8 @@ def report(rows, quick):
                                       p.get('convert', 0), p.get('send', 0),
                                       p.get('commit', 0), rest))
     print('\nfirst copy transfer vs the bare paths, same bytes (MiB/s)')
-    print('%-8s %9s %10s %12s %10s' % (
-        'image', 'MiB', 'driver', 'openssh', 'paramiko'))
+    print('%-8s %9s %10s %12s %10s %14s' % (
+        'image', 'MiB', 'driver', 'openssh', 'paramiko', 'openssh->zvol'))
     for r in rows:
         n = r['sent']
         drv = mibps(n, r['phases'].get('send', 0))
@@ -379,6 +408,12 @@ def report(rows, quick):
         pm = r.get('paramiko')
         cells.append('%10.1f' % mibps(r['stream'], pm[0]) if pm
                      else '%10s' % '-')
+        zv = r.get('zvol')
+        if zv and ssh:
+            r['zvol_rate'] = mibps(r['stream'], zv - ssh[1])
+            cells.append('%14.1f' % r['zvol_rate'])
+        else:
+            cells.append('%14s' % '-')
         r['driver_rate'] = drv
         print('%-8s %9.1f %s' % (r['label'], n / MiB, ' '.join(cells)))
         if n != r['stream']:
@@ -387,7 +422,9 @@ def report(rows, quick):
     print('  driver: bytes sent / send_stream time (records read, sent, '
           'written into the zvol by the agent); openssh: handshake (%s) '
           'taken out, with it in brackets; paramiko: connected first, one '
-          'channel, defaults%s' % (
+          "channel, the driver's cipher order%s; openssh->zvol: the same "
+          'bytes into a fresh zvol (dd, fsync), handshake taken out: what '
+          'the storage host can write' % (
               ', '.join('%.2f s' % r['openssh'][1] for r in rows
                         if r.get('openssh')) or '-',
               ''.join(', cipher %s' % r['paramiko'][1] for r in rows[:1]
@@ -420,6 +457,11 @@ def report(rows, quick):
                   '%.0f%% (>= %.0f%%): %s' % (
                       r['label'], r['driver_rate'], r['bare'], 100 * v,
                       100 * TARGET_COPY, verdict(v >= TARGET_COPY)))
+        if r.get('bare') and r.get('zvol_rate'):
+            print('    context: bare ssh into a zvol %.1f MiB/s = %.0f%% of '
+                  'bare ssh; the first copy is %.0f%% of it' % (
+                      r['zvol_rate'], 100 * r['zvol_rate'] / r['bare'],
+                      100 * r['driver_rate'] / r['zvol_rate']))
 
 
 def main(argv=None):
