@@ -200,7 +200,8 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
     def create_volume_from_snapshot(self, volume, snapshot):
         self.storage.clone_snapshot(snapshot.volume_name, snapshot.name,
                                     volume.name, volume.size * units.Gi,
-                                    self._wishes(volume))
+                                    self._wishes(volume),
+                                    snapshot.volume_size * units.Gi)
 
     def create_cloned_volume(self, volume, src_vref):
         self.storage.clone_volume(src_vref.name, volume.name,

@@ -256,14 +256,17 @@ class ImageCache(object):
                 self.storage.delete_volume(name)
                 found = {}
             if not found:
-                self._fill(context, volume, image_meta, image_service, name,
-                           digest, wishes)
+                found = {'volsize': self._fill(context, volume, image_meta,
+                                               image_service, name, digest,
+                                               wishes)}
             self.storage.clone_snapshot(
-                name, 'golden', volume.name, volume.size * units.Gi, wishes)
+                name, 'golden', volume.name, volume.size * units.Gi, wishes,
+                found.get('volsize'))
         return {}
 
     def _fill(self, context, volume, image_meta, image_service, name,
               digest, wishes):
+        """Write the image into a new cache entry; its size in bytes."""
         image_id = image_meta['id']
         props = {k: v for k, v in wishes['props'].items()}
         with fetched(context, image_service, image_id, volume.size) as tmp:
@@ -283,6 +286,7 @@ class ImageCache(object):
                  {'i': image_id, 'n': name, 'sent': stats['sent'] / units.Mi,
                   'size': stats['size'] / units.Mi, 'r': result})
         self.evict(keep=name)
+        return size
 
     def _drop(self, importing):
         try:

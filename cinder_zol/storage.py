@@ -123,9 +123,18 @@ class StorageHost(object):
         """A clone of ``source`` grown to ``size``; wishes: props, sparse."""
         self.call('clone', self.parent, source, name, size, payload=wishes)
 
-    def clone_snapshot(self, source, snapshot, name, size, wishes):
+    def clone_snapshot(self, source, snapshot, name, size, wishes,
+                       snapshot_size=None):
+        """A clone of ``source@snapshot`` of ``size`` bytes.
+
+        ``snapshot_size`` (bytes, as Cinder knows it) lets the host refuse
+        a clone smaller than its snapshot without reading it first.
+        """
+        payload = dict(wishes)
+        if snapshot_size is not None:
+            payload['snapshot_size'] = snapshot_size
         self.call('clone-snapshot', self.parent, source, snapshot, name,
-                  size, payload=wishes)
+                  size, payload=payload)
 
     def extend(self, name, size):
         self.call('extend', self.parent, name, size)

@@ -277,15 +277,20 @@ class ZfsHost(object):
         self._zfs('zfs snapshot %s' % ' '.join(targets),
                   'snapshot', *targets)
 
-    def clone(self, name, snapshot, new_name, props, sparse=True):
+    def clone(self, name, snapshot, new_name, props, sparse=True,
+              volsize=None):
         """Clone a snapshot; a thick clone reserves its full size.
 
         Properties fixed at creation (volblocksize) are inherited from the
-        origin and dropped from ``props``.
+        origin and dropped from ``props``. ``volsize`` (bytes) sizes the
+        clone in the same command; zfs would shrink as readily as grow, so
+        the caller makes sure it is not below the snapshot's.
         """
         origin, target = self.path(name, snapshot), self.path(new_name)
         props = zprops.for_clone(names.properties(props))
         props[MANAGED_PROP] = 'yes'
+        if volsize is not None:
+            props['volsize'] = str(names.size(volsize))
         if not sparse:
             props['refreservation'] = 'auto'
 

@@ -246,16 +246,55 @@ class CreateTestCase(DriverTestBase):
         self.assertEqual(self.path(src.name, snap.name),
                          self.ds(vol.name)['origin'])
 
-    def test_from_snapshot_grow_failure_removes_clone(self):
+    def test_from_snapshot_is_one_zfs_command(self):
+        src = self.volume(1)
+        self.driver.create_volume(src)
+        snap = self.snapshot(src)
+        self.driver.create_snapshot(snap)
+        del self.zfs.calls[:]
+        vol = self.volume(2)
+        self.driver.create_volume_from_snapshot(vol, snap)
+        calls = self.zfs.zfs_calls()
+        self.assertEqual(1, len(calls), calls)
+        self.assertEqual('clone', calls[0][0])
+        self.assertIn('volsize=%d' % (2 * units.Gi), calls[0])
+
+    def test_from_snapshot_thick_reserves_its_size(self):
+        self.set_conf(san_thin_provision=False)
+        src = self.volume(1)
+        self.driver.create_volume(src)
+        snap = self.snapshot(src)
+        self.driver.create_snapshot(snap)
+        vol = self.volume(2)
+        self.driver.create_volume_from_snapshot(vol, snap)
+        self.assertEqual(2 * units.Gi, self.ds(vol.name)['volsize'])
+        self.assertEqual(2 * units.Gi, self.ds(vol.name)['refreservation'])
+
+    def test_from_snapshot_out_of_space_leaves_nothing(self):
         src = self.volume(1)
         self.driver.create_volume(src)
         snap = self.snapshot(src)
         self.driver.create_snapshot(snap)
         vol = self.volume(3)
-        self.zfs.fail['set'] = "cannot set property: out of space"
-        self.assertRaises(exception.ZfsOutOfSpace,
-                          self.driver.create_volume_from_snapshot, vol, snap)
+        self.zfs.fail['clone'] = "cannot create 'x': out of space"
+        e = self.assertRaises(exception.ZfsOutOfSpace,
+                              self.driver.create_volume_from_snapshot, vol,
+                              snap)
+        self.assertIn('out of space', str(e))
         self.assertIsNone(self.ds(vol.name))
+
+    def test_from_snapshot_never_smaller_than_the_snapshot(self):
+        src = self.volume(2)
+        self.driver.create_volume(src)
+        snap = self.snapshot(src)
+        self.driver.create_snapshot(snap)
+        vol = self.volume(1)
+        e = self.assertRaises(exception.ZfsInvalid,
+                              self.driver.create_volume_from_snapshot, vol,
+                              snap)
+        self.assertIn('refusing to make', str(e))
+        self.assertIsNone(self.ds(vol.name))
+        self.assertEqual([], self.zfs.zfs_calls('clone'))
 
     def test_from_missing_snapshot(self):
         src = self.volume(1)
@@ -263,7 +302,8 @@ class CreateTestCase(DriverTestBase):
         e = self.assertRaises(exception.ZfsNotFound,
                               self.driver.create_volume_from_snapshot,
                               self.volume(), self.snapshot(src))
-        self.assertIn('snapshot does not exist', str(e))
+        self.assertIn('does not exist', str(e))
+        self.assertIn('clone', str(e))
 
     def test_clone_failure_removes_temporary_snapshot(self):
         src = self.volume()

@@ -268,6 +268,19 @@ class ImageCacheTestCase(test_driver.DriverTestBase):
                           self.clone_image, self.volume(1), 'big')
         self.assert_only_parent_left()
 
+    def test_cached_image_larger_than_the_volume(self):
+        # the entry exists (from a 2 GiB image); a 1 GiB volume is refused
+        # on the host, with no read of the entry before the clone
+        raw = os.path.join(self.dir, 'two.raw')
+        sparse_file(raw, 2 * GiB, [(0, b'x')])
+        self.glance.add('two', raw)
+        self.clone_image(self.volume(2), 'two')
+        vol = self.volume(1)
+        e = self.assertRaises(exception.ZfsInvalid, self.clone_image, vol,
+                              'two')
+        self.assertIn('refusing to make a %d-byte volume' % GiB, str(e))
+        self.assertIsNone(self.ds(vol.name))
+
     def test_not_for_the_cache(self):
         vol = self.volume(1)
         self.set_conf(zol_image_cache=False)
