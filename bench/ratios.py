@@ -187,13 +187,14 @@ class Bench(object):
             _WAIT_DEVICE % {'p': p} for p in paths))
         return pairs
 
+    def _create_pairs(self, n):
+        return [(lambda v=self.volume(): self.drv.create_volume(v),
+                 ['zfs', 'create', '-V', str(GiB), '-s', '-o', MANAGED,
+                  self.path(self.name())]) for _ in range(n)]
+
     def create_volume(self):
-        def prepare(n):
-            return [(lambda v=self.volume(): self.drv.create_volume(v),
-                     ['zfs', 'create', '-V', str(GiB), '-s', '-o', MANAGED,
-                      self.path(self.name())]) for _ in range(n)]
         self.measure('create_volume', 'create_volume (1 GiB sparse)',
-                     prepare)
+                     self._create_pairs)
 
     def delete_volume(self):
         def prepare(n):
@@ -230,21 +231,21 @@ class Bench(object):
                     for vol, f, snap in self._pairs(n, snapshot=True)]
         self.measure('delete_snapshot', 'delete_snapshot', prepare)
 
+    def _clone_pairs(self, n):
+        out = []
+        for vol, f in self._pairs(n):
+            new, g = self.volume(), self.name()
+            snap = self.path(f, 'clone-' + g)
+            out.append((
+                lambda v=vol, new=new: self.drv.create_cloned_volume(new, v),
+                'set -e; zfs snapshot %s; zfs clone -o %s %s %s; '
+                'zfs destroy -d %s' % (snap, MANAGED, snap, self.path(g),
+                                       snap)))
+        return out
+
     def create_cloned_volume(self):
-        def prepare(n):
-            out = []
-            for vol, f in self._pairs(n):
-                new, g = self.volume(), self.name()
-                snap = self.path(f, 'clone-' + g)
-                out.append((
-                    lambda v=vol, new=new: self.drv.create_cloned_volume(
-                        new, v),
-                    'set -e; zfs snapshot %s; zfs clone -o %s %s %s; '
-                    'zfs destroy -d %s' % (snap, MANAGED, snap, self.path(g),
-                                           snap)))
-            return out
         self.measure('create_cloned_volume', 'create_cloned_volume',
-                     prepare)
+                     self._clone_pairs)
 
     def create_volume_from_snapshot(self):
         def prepare(n):
@@ -325,12 +326,13 @@ class Bench(object):
                   % chap[0] + 'rm -f %s\n' % conf)
         return export, remove
 
+    def _export_pairs(self, n):
+        return [(lambda v=vol: self._attach(v), self._floor_export(f)[0])
+                for vol, f in self._pairs(n)]
+
     def export(self):
-        def prepare(n):
-            return [(lambda v=vol: self._attach(v), self._floor_export(f)[0])
-                    for vol, f in self._pairs(n)]
         self.measure('export', 'create_export + initialize_connection',
-                     prepare, between=self.clean_targets)
+                     self._export_pairs, between=self.clean_targets)
 
     def unexport(self):
         def prepare(n):
@@ -376,19 +378,46 @@ class Bench(object):
                      statistics.median(driver), statistics.median(floors),
                      max(trips), floor)
 
-    def concurrent_creates(self, n=CONCURRENCY):
-        """N create_volume at once next to N bare zfs create at once."""
+    def concurrent(self, n=CONCURRENCY):
+        """N creates, clones and exports at once next to N bare at once.
+
+        First with the configured SSH pool (ssh_max_pool_conn, Cinder's
+        default 5: N above it wait for a connection), then with a pool of
+        N, which is what an operator expecting N at once would set.
+        """
+        kinds = (('create', 'create_volume', self._create_pairs, None),
+                 ('clone', 'create_cloned_volume', self._clone_pairs, None),
+                 ('export', 'export + initialize', self._export_pairs,
+                  self.clean_targets))
+        configured = self.drv.configuration.ssh_max_pool_conn
+        for pool in sorted({configured, n}):
+            self._pool(pool)
+            for kind, label, prepare, between in kinds:
+                self._concurrent('concurrent_%s_%d_pool%d' % (kind, n, pool),
+                                 '%d concurrent %s (pool %d)'
+                                 % (n, label, pool), n, prepare, between)
+        self._pool(configured)
+
+    def _pool(self, size):
+        """A fresh driver runner with ``size`` pooled connections, open."""
+        from oslo_config import cfg
+        cfg.CONF.set_override('ssh_max_pool_conn', size,
+                              self.drv.configuration.config_group)
+        self.drv.runner.close()
+        self.drv.do_setup(self.ctxt)
+        self._count_trips(self.drv.runner)
         # a running cinder-volume has its pool open: open it first
-        self._in_threads([self.drv.storage.space] * n)
+        self._in_threads([self.drv.storage.space] * size)
+
+    def _concurrent(self, key, label, n, prepare, between):
         driver, floor, trips = [], [], []
         command = None
         for i in range(self.repeat):
-            vols = [self.volume() for _ in range(n)]
-            calls = [lambda v=v: self.drv.create_volume(v) for v in vols]
-            commands = [['zfs', 'create', '-V', str(GiB), '-s', '-o',
-                         MANAGED, self.path(self.name())] for _ in range(n)]
-            floors = [lambda c=c: self.shell.run(c) for c in commands]
-            command = commands[0]
+            pairs = prepare(n)
+            calls = [call for call, _ in pairs]
+            floors = [lambda c=c: self.shell.run(c, timeout=600)
+                      for _, c in pairs]
+            command = pairs[-1][1]
             before = self.trips
             for step in (['driver', 'floor'] if i % 2 == 0
                          else ['floor', 'driver']):
@@ -397,11 +426,11 @@ class Bench(object):
                 else:
                     floor.append(self._in_threads(floors))
             trips.append(self.trips - before)
-        pool = self.drv.configuration.ssh_max_pool_conn
-        self.add('concurrent_%d' % n,
-                 '%d concurrent create_volume (pool of %d)' % (n, pool),
-                 statistics.median(driver), statistics.median(floor),
-                 max(trips), '%d at once: %s' % (n, _shown(command)))
+            if between:
+                between()
+        self.add(key, label, statistics.median(driver),
+                 statistics.median(floor), max(trips),
+                 '%d at once: %s' % (n, _shown(command)))
 
     @staticmethod
     def _in_threads(calls):
@@ -530,7 +559,7 @@ def targets(rows):
         check('stats at %d / stats at %d' % (stats[-1][0], stats[0][0]),
               [('driver', stats[-1][1]['driver'] / stats[0][1]['driver'])],
               2.0)
-    check('N concurrent creates / N bare', [
+    check('N concurrent operations / N bare', [
         (k, r['ratio']) for k, r in by_key.items()
         if k.startswith('concurrent_')], 1.2)
     return lines
@@ -589,7 +618,7 @@ def main(argv=None):
              ('revert_to_snapshot', bench.revert_to_snapshot),
              ('export', bench.export),
              ('unexport', bench.unexport),
-             ('concurrent', bench.concurrent_creates)]
+             ('concurrent', bench.concurrent)]
     # nothing is cleaned up at the end: the lab guest is thrown away
     failed = []
     for key, step in steps:
