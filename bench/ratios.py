@@ -393,9 +393,16 @@ class Bench(object):
         for pool in sorted({configured, n}):
             self._pool(pool)
             for kind, label, prepare, between in kinds:
+                # rtslib processes cannot change LIO at once (portals,
+                # saveconfig): the bare LIO exports run one after another
+                serial = kind == 'export' and self.shell.lio
                 self._concurrent('concurrent_%s_%d_pool%d' % (kind, n, pool),
-                                 '%d concurrent %s (pool %d)'
-                                 % (n, label, pool), n, prepare, between)
+                                 '%d concurrent %s (pool %d)%s'
+                                 % (n, label, pool, '*' if serial else ''),
+                                 n, prepare, between, serial)
+        if self.shell.lio:
+            self.log("  * the bare LIO exports ran one after another in one "
+                     "shell: rtslib processes cannot change LIO at once")
         self._pool(configured)
 
     def _pool(self, size):
@@ -409,7 +416,8 @@ class Bench(object):
         # a running cinder-volume has its pool open: open it first
         self._in_threads([self.drv.storage.space] * size)
 
-    def _concurrent(self, key, label, n, prepare, between):
+    def _concurrent(self, key, label, n, prepare, between, serial=False):
+        """``serial``: the bare commands run in one shell, one by one."""
         driver, floor, trips = [], [], []
         command = None
         for i in range(self.repeat):
@@ -417,6 +425,9 @@ class Bench(object):
             calls = [call for call, _ in pairs]
             floors = [lambda c=c: self.shell.run(c, timeout=600)
                       for _, c in pairs]
+            if serial:
+                script = '\n'.join(c for _, c in pairs)
+                floors = [lambda: self.shell.run(script, timeout=600)]
             command = pairs[-1][1]
             before = self.trips
             for step in (['driver', 'floor'] if i % 2 == 0
@@ -430,7 +441,8 @@ class Bench(object):
                 between()
         self.add(key, label, statistics.median(driver),
                  statistics.median(floor), max(trips),
-                 '%d at once: %s' % (n, _shown(command)))
+                 '%d %s: %s' % (n, 'one by one' if serial else 'at once',
+                                _shown(command)))
 
     @staticmethod
     def _in_threads(calls):
