@@ -255,13 +255,12 @@ class ImageCache(object):
                          {'n': name, 'i': image_id})
                 self.storage.delete_volume(name)
                 found = {}
-            if not found:
-                found = {'volsize': self._fill(context, volume, image_meta,
-                                               image_service, name, digest,
-                                               wishes)}
+            size = found['volsize'] if found else self._fill(
+                context, volume, image_meta, image_service, name, digest,
+                wishes)
             self.storage.clone_snapshot(
                 name, 'golden', volume.name, volume.size * units.Gi, wishes,
-                found.get('volsize'))
+                size)
         return {}
 
     def _fill(self, context, volume, image_meta, image_service, name,

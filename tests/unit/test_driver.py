@@ -234,11 +234,16 @@ class CreateTestCase(DriverTestBase):
         clone_argv = self.zfs.zfs_calls('clone')[-1]
         self.assertNotIn('volblocksize=16K', clone_argv)
 
-    def test_from_snapshot_grows_larger_volume(self):
-        src = self.volume(1)
+    def snapshotted(self, size):
+        """A volume of ``size`` GiB with one snapshot: (volume, snapshot)."""
+        src = self.volume(size)
         self.driver.create_volume(src)
         snap = self.snapshot(src)
         self.driver.create_snapshot(snap)
+        return src, snap
+
+    def test_from_snapshot_grows_larger_volume(self):
+        src, snap = self.snapshotted(1)
         vol = self.volume(3)
         self.assertEqual(['clone-snapshot'], self.requests_during(
             self.driver.create_volume_from_snapshot, vol, snap))
@@ -247,10 +252,7 @@ class CreateTestCase(DriverTestBase):
                          self.ds(vol.name)['origin'])
 
     def test_from_snapshot_is_one_zfs_command(self):
-        src = self.volume(1)
-        self.driver.create_volume(src)
-        snap = self.snapshot(src)
-        self.driver.create_snapshot(snap)
+        src, snap = self.snapshotted(1)
         del self.zfs.calls[:]
         vol = self.volume(2)
         self.driver.create_volume_from_snapshot(vol, snap)
@@ -261,20 +263,14 @@ class CreateTestCase(DriverTestBase):
 
     def test_from_snapshot_thick_reserves_its_size(self):
         self.set_conf(san_thin_provision=False)
-        src = self.volume(1)
-        self.driver.create_volume(src)
-        snap = self.snapshot(src)
-        self.driver.create_snapshot(snap)
+        src, snap = self.snapshotted(1)
         vol = self.volume(2)
         self.driver.create_volume_from_snapshot(vol, snap)
         self.assertEqual(2 * units.Gi, self.ds(vol.name)['volsize'])
         self.assertEqual(2 * units.Gi, self.ds(vol.name)['refreservation'])
 
     def test_from_snapshot_out_of_space_leaves_nothing(self):
-        src = self.volume(1)
-        self.driver.create_volume(src)
-        snap = self.snapshot(src)
-        self.driver.create_snapshot(snap)
+        src, snap = self.snapshotted(1)
         vol = self.volume(3)
         self.zfs.fail['clone'] = "cannot create 'x': out of space"
         e = self.assertRaises(exception.ZfsOutOfSpace,
@@ -284,10 +280,7 @@ class CreateTestCase(DriverTestBase):
         self.assertIsNone(self.ds(vol.name))
 
     def test_from_snapshot_never_smaller_than_the_snapshot(self):
-        src = self.volume(2)
-        self.driver.create_volume(src)
-        snap = self.snapshot(src)
-        self.driver.create_snapshot(snap)
+        src, snap = self.snapshotted(2)
         vol = self.volume(1)
         e = self.assertRaises(exception.ZfsInvalid,
                               self.driver.create_volume_from_snapshot, vol,
