@@ -213,11 +213,16 @@ def openssh(shell, stream):
     subprocess.run(shell.ssh_argv('true'), check=True,
                    stdin=subprocess.DEVNULL, capture_output=True)
     handshake = time.monotonic() - t0
+    return _pipe(shell, stream, 'cat > /dev/null'), handshake
+
+
+def _pipe(shell, stream, remote):
+    """Seconds to pipe the file into ``remote`` over a fresh ssh session."""
     with open(stream, 'rb') as f:
         t0 = time.monotonic()
-        subprocess.run(shell.ssh_argv('cat > /dev/null'), check=True,
-                       stdin=f, capture_output=True)
-        return time.monotonic() - t0, handshake
+        subprocess.run(shell.ssh_argv(remote), check=True, stdin=f,
+                       capture_output=True)
+        return time.monotonic() - t0
 
 
 def openssh_zvol(shell, stream, size):
@@ -231,13 +236,8 @@ def openssh_zvol(shell, stream, size):
     shell.run('zfs create -s -V %d %s && udevadm settle && test -b '
               '/dev/zvol/%s' % (size, zvol, zvol))
     try:
-        with open(stream, 'rb') as f:
-            t0 = time.monotonic()
-            subprocess.run(shell.ssh_argv(
-                'dd of=/dev/zvol/%s bs=1M iflag=fullblock conv=fsync '
-                'status=none' % zvol), check=True, stdin=f,
-                capture_output=True)
-            return time.monotonic() - t0
+        return _pipe(shell, stream, 'dd of=/dev/zvol/%s bs=1M '
+                     'iflag=fullblock conv=fsync status=none' % zvol)
     finally:
         # udev probes the zvol when dd closes it: busy for a moment
         shell.run('udevadm settle; for i in $(seq 20); do zfs destroy %s '

@@ -423,11 +423,12 @@ class Bench(object):
         for i in range(self.repeat):
             pairs = prepare(n)
             calls = [call for call, _ in pairs]
-            floors = [lambda c=c: self.shell.run(c, timeout=600)
-                      for _, c in pairs]
             if serial:
                 script = '\n'.join(c for _, c in pairs)
                 floors = [lambda: self.shell.run(script, timeout=600)]
+            else:
+                floors = [lambda c=c: self.shell.run(c, timeout=600)
+                          for _, c in pairs]
             command = pairs[-1][1]
             before = self.trips
             for step in (['driver', 'floor'] if i % 2 == 0
