@@ -49,7 +49,18 @@ ssh_opts = [
                default=300,
                min=1,
                help='Seconds one command on the storage host may run before '
-                    'it is abandoned and reported as timed out.'),
+                    'it is abandoned and reported as timed out; also how '
+                    'long an operation waits for a free SSH connection.'),
+    cfg.IntOpt('zol_max_image_transfers',
+               default=5,
+               min=1,
+               help='Image transfers (volumes from images, uploads to '
+                    'images) that may run at once, each on an SSH '
+                    'connection of its own besides the ssh_max_pool_conn '
+                    'ones that every other operation uses, so long '
+                    'transfers never hold up attaches, detaches or '
+                    'deletes. A transfer beyond it waits up to '
+                    'zol_ssh_command_timeout for one to end.'),
     cfg.StrOpt('zol_host_command',
                default='/usr/libexec/cinder-zol/cinder-zol-host',
                help='Path of the cinder-zol agent on the storage host '

@@ -11,7 +11,9 @@ secrets masked, and turns a non-zero exit into
   so a request costs a JSON line each way instead of a channel, a process
   start and a Python start on the storage host;
 * ``send_stream``/``receive_stream``: bulk data (images) through a command's
-  stdin or stdout, bounded by progress rather than by total time.
+  stdin or stdout, bounded by progress rather than by total time. Over SSH
+  they have their own allowance of connections: however long they run,
+  requests never wait behind them.
 
 Cinder's ``SanDriver._run_ssh`` is not used: it loads only RSA keys, trusts
 unknown host keys, drops stdin and ignores exit codes unless asked.
@@ -32,6 +34,8 @@ from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import strutils
 import paramiko
+
+from cinder.i18n import _
 
 from cinder_zol import exception
 
@@ -336,16 +340,41 @@ class _Pooled(object):
         self.client.close()
 
 
+class _Allowance(object):
+    """At most ``size`` users at once, counted for the error messages."""
+
+    def __init__(self, size):
+        self.size = size
+        self.in_use = 0
+        self._free = threading.BoundedSemaphore(size)
+        self._count_lock = threading.Lock()
+
+    def acquire(self, timeout):
+        if not self._free.acquire(timeout=timeout):
+            return False
+        with self._count_lock:
+            self.in_use += 1
+        return True
+
+    def release(self):
+        with self._count_lock:
+            self.in_use -= 1
+        self._free.release()
+
+
 class SshRunner(Runner):
     """Pooled paramiko connections to one storage host.
 
-    Connections are reused, replaced when broken, and limited to
-    ``max_size`` at once; the pool is safe under native or green threads.
+    Connections are reused and replaced when broken. Requests and commands
+    use at most ``max_size`` at once, image transfers at most
+    ``max_transfers`` more: a transfer runs as long as its data keeps
+    moving, and must not hold a connection a detach or a delete waits for.
+    The pool is safe under native or green threads.
     """
 
     def __init__(self, host, port, login, password=None, key_file=None,
                  known_hosts=None, trust_on_first_use=False,
-                 conn_timeout=30, timeout=300, max_size=5):
+                 conn_timeout=30, timeout=300, max_size=5, max_transfers=5):
         super().__init__(timeout)
         self.host = host
         self.port = port
@@ -356,7 +385,8 @@ class SshRunner(Runner):
         self.trust_on_first_use = trust_on_first_use
         self.conn_timeout = conn_timeout
         self._idle = collections.deque()
-        self._slots = threading.BoundedSemaphore(max_size)
+        self._requests = _Allowance(max_size)
+        self._transfers = _Allowance(max_transfers)
         self._key_lock = threading.Lock()
         self._pkey = None
 
@@ -427,13 +457,14 @@ class SshRunner(Runner):
         return client
 
     @contextlib.contextmanager
-    def _connection(self):
-        """A pooled connection for one use; a failure inside discards it."""
-        if not self._slots.acquire(timeout=self.timeout):
-            raise exception.StorageHostUnreachable(
-                host=self.host, port=self.port,
-                reason='no free SSH connection within %ss '
-                       '(ssh_max_pool_conn)' % self.timeout)
+    def _connection(self, allowance=None):
+        """A pooled connection for one use; a failure inside discards it.
+
+        ``allowance``: whose connections it counts against (requests').
+        """
+        allowance = allowance or self._requests
+        if not allowance.acquire(self.timeout):
+            raise self._pool_busy(allowance)
         try:
             conn = None
             while self._idle and conn is None:
@@ -453,7 +484,27 @@ class SshRunner(Runner):
             else:
                 conn.close()
         finally:
-            self._slots.release()
+            allowance.release()
+
+    def _pool_busy(self, allowance):
+        """No connection within the timeout: say what kept them busy."""
+        values = {'host': self.host, 'port': self.port,
+                  'timeout': self.timeout, 'size': allowance.size,
+                  'transfers': self._transfers.in_use}
+        if allowance is self._transfers:
+            return exception.StorageHostError(_(
+                'No free SSH connection to %(host)s:%(port)s for an image '
+                'transfer within %(timeout)s s: %(size)d image transfer(s) '
+                '(zol_max_image_transfers) ran all that time. Raise '
+                'zol_max_image_transfers if this many run at once, or retry '
+                'once they have ended.') % values)
+        return exception.StorageHostError(_(
+            'No free SSH connection to %(host)s:%(port)s within %(timeout)s '
+            's: all %(size)d SSH connections for requests '
+            '(ssh_max_pool_conn) stayed busy, with %(transfers)d image '
+            'transfer(s) besides on their own connections. Raise '
+            'ssh_max_pool_conn if this many operations run at once, or look '
+            'on the storage host for what slows them down.') % values)
 
     def _open_channel(self, conn, cmd):
         """A channel running cmd; StaleConnection if it cannot even open."""
@@ -482,7 +533,7 @@ class SshRunner(Runner):
                           self.host, e.args[0])
 
     @contextlib.contextmanager
-    def _command_channel(self, cmd):
+    def _command_channel(self, cmd, allowance=None):
         """A pooled connection and a channel running cmd on it, for one use.
 
         Like ``_with_fresh_retry``: a pooled connection found stale before
@@ -491,7 +542,7 @@ class SshRunner(Runner):
         started = False
         for attempt in (1, 2):
             try:
-                with self._connection() as conn:   # discards a stale one
+                with self._connection(allowance) as conn:   # drops a stale one
                     channel = self._open_channel(conn, cmd)
                     started = True
                     try:
@@ -678,7 +729,7 @@ class SshRunner(Runner):
         timeout = timeout or self.timeout
         cmd = command_line(list(argv))
         start = time.monotonic()
-        with self._command_channel(cmd) as channel:
+        with self._command_channel(cmd, self._transfers) as channel:
             channel.settimeout(timeout)
             out, err = [], []
             for chunk in chunks:
@@ -696,7 +747,7 @@ class SshRunner(Runner):
     def receive_stream(self, argv, timeout=None):
         timeout = timeout or self.timeout
         cmd = command_line(list(argv))
-        with self._command_channel(cmd) as channel:
+        with self._command_channel(cmd, self._transfers) as channel:
             channel.settimeout(timeout)
             try:
                 channel.shutdown_write()
@@ -788,4 +839,5 @@ def from_configuration(conf):
                      trust_on_first_use=conf.zol_ssh_trust_on_first_use,
                      conn_timeout=conf.ssh_conn_timeout,
                      timeout=timeout,
-                     max_size=conf.ssh_max_pool_conn)
+                     max_size=conf.ssh_max_pool_conn,
+                     max_transfers=conf.zol_max_image_transfers)

@@ -444,6 +444,58 @@ class SshRunnerTestCase(testtools.TestCase):
         self.assertEqual(['x\n'] * 5, results)
         self.assertLessEqual(len(self.server.transports), 2)
 
+    def hold_transfers(self, r, count):
+        """``count`` image reads in progress, held until cleanup."""
+        started = []
+        done = threading.Event()
+
+        def transfer():
+            with r.receive_stream(['echo', 'data']) as reader:
+                started.append(reader.read(5))
+                done.wait(30)
+                read_all(reader)
+        threads = [threading.Thread(target=transfer) for _ in range(count)]
+        [t.start() for t in threads]
+        self.addCleanup(lambda: [t.join() for t in threads])
+        self.addCleanup(done.set)
+        self.wait_for(lambda: len(started) == count, 'the transfers')
+
+    def test_transfers_leave_requests_their_connections(self):
+        r = self.make(max_size=2, timeout=3)
+        self.hold_transfers(r, 2)
+        start = time.monotonic()
+        self.assertEqual('ok\n', r.run(['echo', 'ok']).stdout)
+        self.assertEqual(['echo'], self.request(r, ['echo'])['argv'])
+        self.assertLess(time.monotonic() - start, 2)
+
+    def test_transfers_beyond_their_allowance_wait_then_say_so(self):
+        r = self.make(max_transfers=1, timeout=1)
+        self.hold_transfers(r, 1)
+        e = self.assertRaises(exception.StorageHostError, r.send_stream,
+                              ['cat'], [b'x'])
+        self.assertIn('1 image transfer', str(e))
+        self.assertIn('zol_max_image_transfers', str(e))
+        self.assertNotIn('credentials', str(e))
+        self.assertEqual('ok\n', r.run(['echo', 'ok']).stdout)
+
+    def test_requests_waiting_too_long_say_the_pool_was_busy(self):
+        r = self.make(max_size=1, timeout=1)
+        self.hold_transfers(r, 2)
+        marker = os.path.join(self.tmp, 'sleeping')
+        slow = threading.Thread(target=self.request,
+                                args=(r, ['sleep', '3', marker]),
+                                kwargs={'timeout': 10})
+        slow.start()
+        self.addCleanup(slow.join)
+        self.wait_for(lambda: os.path.exists(marker), 'the slow request')
+        e = self.assertRaises(exception.StorageHostError, r.run, ['true'])
+        self.assertNotIsInstance(e, exception.StorageHostUnreachable)
+        msg = str(e)
+        self.assertIn('all 1 SSH connections for requests '
+                      '(ssh_max_pool_conn) stayed busy', msg)
+        self.assertIn('2 image transfer(s)', msg)
+        self.assertNotIn('san_ip', msg)
+
     def test_timeout(self):
         r = self.make()
         e = self.assertRaises(exception.CommandTimeout, r.run, ['sleep', '5'],
