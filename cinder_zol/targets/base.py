@@ -7,7 +7,8 @@ and access from Cinder's objects and turns the host's answers into
 
 Access control is always per host (an initiator IQN or a host NQN): a host
 may connect only after an attachment named it, and loses access when its
-last attachment of the volume goes. There is no "allow any host" mode.
+last attachment of the volume goes, unless an attachment whose host Cinder
+has not recorded yet is being made. There is no "allow any host" mode.
 
 Cinder's contract, which the volume manager relies on:
 
@@ -30,6 +31,7 @@ from oslo_utils import netutils
 
 from cinder import exception as cinder_exception
 from cinder.i18n import _
+from cinder.objects import fields
 from cinder.volume import volume_utils
 
 from cinder_zol import exception
@@ -84,6 +86,22 @@ def live_attachments(volume):
             if getattr(a, 'attach_status', None) != 'detached']
 
 
+# Attachment states in which Cinder may not have recorded the host yet.
+_BEING_MADE = (fields.VolumeAttachStatus.RESERVED,
+               fields.VolumeAttachStatus.ATTACHING)
+
+
+def _in_flight(attachment):
+    """Is the attachment being made, for a host not recorded yet?
+
+    ``reserved``: attachment_update has not recorded its connector yet;
+    ``attaching`` without one: the older attach API. An attachment
+    completed without a connector (a shelved offloaded server) has no host.
+    """
+    return getattr(attachment, 'connector', None) is None and \
+        getattr(attachment, 'attach_status', None) in _BEING_MADE
+
+
 class Target(object, metaclass=abc.ABCMeta):
     """Export zvols over one protocol through one storage host helper."""
 
@@ -100,6 +118,10 @@ class Target(object, metaclass=abc.ABCMeta):
         self.helper = helper
         # volume id -> ids of attachments whose detach already ran here
         self._claims = {}
+        # ids of volumes whose last detach left the export to be removed,
+        # and of those an attach exported again before the removal
+        self._removal_due = set()
+        self._removal_cancelled = set()
         self.check_portals()
 
     # -- configuration -------------------------------------------------
@@ -206,12 +228,25 @@ class Target(object, metaclass=abc.ABCMeta):
     def _request(self, op, volume, payload):
         return self.storage.target(op, volume.name, self.helper, payload)
 
+    def _access_lock(self, volume):
+        """Who may connect changes one call at a time per volume.
+
+        A detach decides from the attachments it read when it started; an
+        export made after that read must wait for the detach to end, or
+        the detach would take back the access the export gave.
+        """
+        return lockutils.lock('cinder-zol-access-%s' % volume.id)
+
     def create_export(self, volume, connector):
         """Export, allowing the connector's host; the model update."""
         payload = self.export_payload(volume)
         hosts = [self.host_id(connector)] if connector else []
         payload['initiators'] = hosts
-        result = self._request('export', volume, payload)
+        with self._access_lock(volume):
+            result = self._request('export', volume, payload)
+            if volume.id in self._removal_due:
+                self._removal_due.discard(volume.id)
+                self._removal_cancelled.add(volume.id)
         LOG.info('Exported %(vol)s as %(name)s for %(hosts)s.',
                  {'vol': volume.name, 'name': payload['iqn'],
                   'hosts': ', '.join(hosts) or 'nobody yet'})
@@ -230,11 +265,23 @@ class Target(object, metaclass=abc.ABCMeta):
                      volume.name)
 
     def remove_export(self, volume):
+        """Remove the export, unless an attach renewed it meanwhile.
+
+        Meanwhile: since the detach that left it to be removed (see
+        terminate_connection).
+        """
         if not volume.provider_location:
             LOG.debug('remove_export: %s was never exported.', volume.name)
             return
-        self._request('remove', volume,
-                      {'iqn': self.target_name(volume)})
+        with self._access_lock(volume):
+            self._removal_due.discard(volume.id)
+            if volume.id in self._removal_cancelled:
+                self._removal_cancelled.discard(volume.id)
+                LOG.info('Kept the export of %s: an attach made while its '
+                         'last detach ran uses it.', volume.name)
+                return
+            self._request('remove', volume,
+                          {'iqn': self.target_name(volume)})
         LOG.info('Removed the export of %s.', volume.name)
 
     def release(self, volume):
@@ -277,8 +324,15 @@ class Target(object, metaclass=abc.ABCMeta):
         export. Each call therefore claims one attachment of its host,
         under a per-volume lock, and counts only the unclaimed ones; a
         claim ends when the volume no longer lists that attachment.
+
+        An attachment being made has no connector yet (Cinder records it
+        after create_export and initialize_connection return), so it may
+        be this host's, already allowed by its create_export: the host
+        keeps access while one is listed. One that starts later exports
+        after this call (the access lock); if this call returns False, the
+        volume manager's remove_export then keeps that export.
         """
-        with lockutils.lock('cinder-zol-detach-%s' % volume.id):
+        with self._access_lock(volume):
             live = live_attachments(volume)
             listed = {a.id for a in live}
             claimed = self._claims.setdefault(volume.id, set())
@@ -296,10 +350,16 @@ class Target(object, metaclass=abc.ABCMeta):
                 if mine:
                     live.remove(mine[0])
                 others = bool(live)
+                in_flight = [a.id for a in live if _in_flight(a)]
                 if len(mine) > 1:
                     LOG.debug('%(h)s keeps access to %(v)s: another '
                               'attachment from it remains.',
                               {'h': host, 'v': volume.name})
+                elif in_flight:
+                    LOG.info('%(h)s keeps access to %(v)s: attachment '
+                             '%(a)s is being made, maybe from it.',
+                             {'h': host, 'v': volume.name,
+                              'a': ', '.join(in_flight)})
                 else:
                     self._deny(volume, [host])
                 if mine:
@@ -307,6 +367,9 @@ class Target(object, metaclass=abc.ABCMeta):
             if not others or not claimed:
                 # the last one: every listed attachment is accounted for
                 self._claims.pop(volume.id, None)
+            if not others:
+                self._removal_cancelled.discard(volume.id)
+                self._removal_due.add(volume.id)
             return others
 
     def _host_of(self, attachment):

@@ -7,6 +7,7 @@ those manager methods (not copies of them) with the real driver over the
 in-process storage host and check what reached the storage host's target.
 """
 
+import threading
 import uuid
 
 from unittest import mock
@@ -145,6 +146,93 @@ class ManagerContractTestCase(test_driver.DriverTestBase):
         self.detach(vol, att_c)
         self.assertEqual([('deny', vol.name, [HOST_A]),
                           ('remove', vol.name)], self.backend.calls)
+
+    def attach_in_flight(self, vol, conn):
+        """An attachment exported but without a connector yet.
+
+        As attachment_update leaves it between the driver's export and
+        Cinder's recording of the connector: reserved, connector None.
+        """
+        att = objects.VolumeAttachment(
+            context=self.ctxt, id=str(uuid.uuid4()), volume_id=vol.id,
+            attach_status='reserved', attach_mode='rw', connector=None,
+            instance_uuid=str(uuid.uuid4()))
+        vol.volume_attachment = objects.VolumeAttachmentList(
+            objects=list(vol.volume_attachment) + [att])
+        vol.save = mock.Mock()
+        # the manager's own export step; the db (a mock) keeps no connector
+        self.manager._connection_create(self.ctxt, vol, att, conn)
+        self.assertIsNone(att.connector)
+        del self.backend.calls[:]
+        return att
+
+    def test_detach_keeps_the_host_of_an_attach_in_flight(self):
+        vol, (att_a,) = self.attached_volume([connector(HOST_A, 'a')],
+                                             multiattach=True)
+        att_new = self.attach_in_flight(vol, connector(HOST_A, 'a'))
+        self.detach(vol, att_a)
+        self.assertEqual([], self.backend.calls)
+        self.assertEqual([HOST_A], self.exported(vol)['initiators'])
+        # once Cinder recorded it, its detach is the last one
+        att_new.update({'attach_status': 'attached',
+                        'connector': connector(HOST_A, 'a')})
+        self.detach(vol, att_new)
+        self.assertEqual([('deny', vol.name, [HOST_A]),
+                          ('remove', vol.name)], self.backend.calls)
+
+    def test_attach_in_flight_from_another_host_keeps_the_export(self):
+        # whose it is cannot be told yet: nobody is cut off
+        vol, (att_a,) = self.attached_volume([connector(HOST_A, 'a')],
+                                             multiattach=True)
+        self.attach_in_flight(vol, connector(HOST_B, 'b'))
+        self.detach(vol, att_a)
+        self.assertNotIn(('remove', vol.name), self.backend.calls)
+        self.assertEqual([HOST_A, HOST_B], self.exported(vol)['initiators'])
+
+    def test_attach_made_while_the_last_detach_runs_keeps_its_export(self):
+        # Cinder 29 reads the attachments when the detach starts; an attach
+        # reserved after that exports while the detach denies and removes
+        vol, (att_a,) = self.attached_volume([connector(HOST_A, 'a')],
+                                             multiattach=True)
+        real_request = self.driver.target._request
+        attaches = []
+
+        def request(op, volume, payload):
+            if op == 'deny' and not attaches:
+                attaches.append(threading.Thread(
+                    target=self.attach_in_flight,
+                    args=(vol, connector(HOST_A, 'a'))))
+                attaches[0].start()
+                attaches[0].join(0.5)   # done, or waiting for the detach
+            return real_request(op, volume, payload)
+        self.mock_object(self.driver.target, '_request',
+                         side_effect=request)
+        self.detach(vol, att_a)
+        attaches[0].join(5)
+        self.assertFalse(attaches[0].is_alive())
+        self.assertEqual([HOST_A], self.exported(vol)['initiators'])
+        # and the detach of that attachment removes the export as usual
+        (att_new,) = vol.volume_attachment
+        att_new.update({'attach_status': 'attached',
+                        'connector': connector(HOST_A, 'a')})
+        self.detach(vol, att_new)
+        self.assertIsNone(self.exported(vol))
+
+    def test_attachment_without_a_host_does_not_keep_access(self):
+        # nova's attachment of a shelved offloaded server: attached, no
+        # connector, never exported for anyone
+        vol, (att_a, _att_b) = self.attached_volume(
+            [connector(HOST_A, 'a'), connector(HOST_B, 'b')],
+            multiattach=True)
+        shelved = objects.VolumeAttachment(
+            context=self.ctxt, id=str(uuid.uuid4()), volume_id=vol.id,
+            attach_status='attached', attach_mode='rw', connector=None,
+            instance_uuid=str(uuid.uuid4()))
+        vol.volume_attachment = objects.VolumeAttachmentList(
+            objects=list(vol.volume_attachment) + [shelved])
+        self.detach(vol, att_a)
+        self.assertEqual([('deny', vol.name, [HOST_A])], self.backend.calls)
+        self.assertEqual([HOST_B], self.exported(vol)['initiators'])
 
     def test_last_detach_removes_the_export(self):
         vol, (att,) = self.attached_volume([connector(HOST_A, 'a')])
