@@ -174,8 +174,9 @@ class ManageMixin(object):
     def retype(self, context, volume, new_type, diff, host):
         """Change in place what a live zvol can change, else (False, None).
 
-        zfs:<property> extra specs are set (or inherited when the new type
-        drops them); provisioning:type switches thin/thick through
+        zfs:<property> extra specs are set; one the new type drops goes
+        back to what a new volume of that type gets (the backend's default,
+        else inherited); provisioning:type switches thin/thick through
         refreservation, which fails with a clear error when the pool lacks
         the space. volblocksize and another backend need a migration.
         """
@@ -183,7 +184,8 @@ class ManageMixin(object):
                 volume_utils.extract_host(volume.host, 'backend'):
             return False, None
         specs = diff.get('extra_specs') or {}
-        changed, dropped, fixed = zfs_props.retype_changes(specs)
+        changed, dropped, fixed = zfs_props.retype_changes(
+            self._with_backend_defaults(specs))
         if fixed:
             LOG.info('Retype of %(v)s changes %(p)s: needs a migration.',
                      {'v': volume.name, 'p': ', '.join(fixed)})
@@ -200,3 +202,18 @@ class ManageMixin(object):
         self.storage.set_props(volume.name, changed, sparse=sparse,
                                inherit=dropped)
         return True, None
+
+    def _with_backend_defaults(self, spec_diff):
+        """The extra specs diff, a dropped zfs: spec as the backend default.
+
+        A new volume of the new type gets zol_zvol_properties and
+        zol_volblocksize where its type says nothing; ``zfs inherit`` would
+        give the parent dataset's value instead.
+        """
+        conf = self.configuration
+        defaults = zfs_props.merged(conf.zol_zvol_properties,
+                                    conf.zol_volblocksize, {})
+        prefix = zfs_props.SPEC_PREFIX
+        return {key: (old, defaults.get(key[len(prefix):])
+                      if new is None and key.startswith(prefix) else new)
+                for key, (old, new) in spec_diff.items()}

@@ -7,6 +7,7 @@ read back after it.
 """
 
 from cinder import exception as cinder_exception
+from cinder.tests.unit import fake_volume
 from oslo_utils import units
 
 from tests.functional import base
@@ -71,6 +72,28 @@ class ManageTestCase(base.LabTestCase):
         self.assertEqual('-', self.zfs_get(vol.name, 'cinder_zol:managed'))
         self.assertEqual(want, self.head_md5(vol.name, length))
         self.guest('zfs destroy %s/%s' % (self.parent, vol.name))
+
+    def test_retype_dropping_a_spec_restores_the_backend_default(self):
+        # as on a new volume of the new type; zfs inherit would give the
+        # parent's value (logbias=latency, the ZFS default)
+        self.driver = self.make_driver(zol_zvol_properties={
+            'logbias': 'throughput', 'compression': 'lz4'})
+        vtype = fake_volume.fake_volume_type_obj(self.ctxt, extra_specs={
+            'zfs:logbias': 'latency', 'zfs:compression': 'off'})
+        vol = self.volume(1, volume_type_id=vtype.id, host='cv@zol#zol')
+        vol.volume_type = vtype
+        self.driver.create_volume(vol)
+        self.assertEqual('latency', self.zfs_get(vol.name, 'logbias'))
+
+        self.assertEqual((True, None), self.driver.retype(
+            self.ctxt, vol, {}, {'extra_specs': {
+                'zfs:logbias': ('latency', None),
+                'zfs:compression': ('off', None)}}, {'host': vol.host}))
+
+        self.assertEqual('throughput\tlocal\nlz4\tlocal', self.guest(
+            'zfs get -H -o value,source logbias,compression %s/%s'
+            % (self.parent, vol.name)).strip())
+        self.driver.delete_volume(vol)
 
     def test_hostile_reference_changes_nothing(self):
         self.foreign('legacy', units.Gi)

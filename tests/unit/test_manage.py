@@ -217,14 +217,42 @@ class RetypeTestCase(test_driver.DriverTestBase):
         vol = self.typed_volume(1, **{'zfs:compression': 'lz4',
                                       'zfs:logbias': 'throughput'})
         self.driver.create_volume(vol)
-        result = self.retype(vol, {'zfs:compression': ('lz4', 'zstd'),
+        result = self.retype(vol, {'zfs:compression': ('lz4', 'gzip'),
                                    'zfs:logbias': ('throughput', None),
                                    'zfs:sync': (None, 'always')})
         self.assertEqual((True, None), result)
         props = self.ds(vol.name)['props']
-        self.assertEqual('zstd', props['compression'])
+        self.assertEqual('gzip', props['compression'])
         self.assertEqual('always', props['sync'])
         self.assertNotIn('logbias', props)
+
+    def test_dropped_property_gets_the_backend_default(self):
+        # as a new volume of the new type would, not the parent's value
+        self.set_conf(zol_zvol_properties={'compression': 'lz4'},
+                      zol_volblocksize='16K')
+        vol = self.typed_volume(**{'zfs:compression': 'gzip',
+                                   'zfs:logbias': 'throughput',
+                                   'zfs:volblocksize': '16K'})
+        self.driver.create_volume(vol)
+        self.assertEqual((True, None), self.retype(
+            vol, {'zfs:compression': ('gzip', None),
+                  'zfs:logbias': ('throughput', None),
+                  'zfs:volblocksize': ('16K', None)}))
+        props = self.ds(vol.name)['props']
+        self.assertEqual('lz4', props['compression'])
+        self.assertNotIn('logbias', props)   # no default: inherited
+        self.assertEqual('16K', props['volblocksize'])
+        new = self.volume(1)
+        self.driver.create_volume(new)
+        self.assertEqual(self.ds(new.name)['props'], props)
+
+    def test_dropped_volblocksize_unlike_the_default_needs_migration(self):
+        self.set_conf(zol_volblocksize='16K')
+        vol = self.typed_volume(**{'zfs:volblocksize': '64K'})
+        self.driver.create_volume(vol)
+        self.assertEqual((False, None), self.retype(
+            vol, {'zfs:volblocksize': ('64K', None)}))
+        self.assertEqual('64K', self.ds(vol.name)['props']['volblocksize'])
 
     def test_thin_to_thick_and_back(self):
         vol = self.volume(2)
