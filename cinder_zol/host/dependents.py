@@ -70,7 +70,7 @@ def delete_volume(host, name):
 
     Returns 'gone' (it did not exist), 'destroyed' or the hidden name.
     """
-    ds = host.get(name)
+    ds = current(host, name)
     if ds is None:
         return 'gone'
     owned(ds)
@@ -111,10 +111,13 @@ def release_reservation(host, ds, hidden):
 
 def delete_snapshot(host, name, snapshot):
     """Delete a snapshot now, or once its last clone is gone."""
-    try:
-        host.destroy_snapshots(name, [snapshot])
-    except errors.NotFound:
-        log.note('Snapshot %s@%s was already gone.' % (name, snapshot))
+    ds = current(host, name)
+    if ds is not None:
+        owned(ds)
+    if ds is None or snapshot not in [s.snapshot_name for s in ds.snapshots]:
+        log.note('Snapshot %s was already gone.' % host.path(name, snapshot))
+        return
+    host.destroy_snapshots(name, [snapshot])
 
 
 def clone_volume(host, source, new_name, props, sparse=True):
@@ -176,7 +179,7 @@ def revert(host, name, snapshot, clone_props, sparse=True):
     the zvol is replaced by a promoted clone of the snapshot and the old one
     is hidden for its dependents, so no clone ever loses data.
     """
-    ds = host.get(name)
+    ds = current(host, name)
     if ds is None:
         raise errors.NotFound('revert %s failed' % host.path(name),
                               'dataset does not exist')
@@ -219,48 +222,95 @@ def _swap_in_clone(host, ds, name, snapshot, clone_props, sparse):
     release_reservation(host, ds, hidden)
 
 
+def current(host, name):
+    """The zvol ``name`` (or None), after a swap-revert cut short.
+
+    A crash (or a failing undo) in :func:`_swap_in_clone` leaves traces
+    this finishes or undoes first, as the sweep would, so that a delete
+    never answers 'gone' for a volume whose data is only hidden, to bring
+    it back later. Costs no read beyond :meth:`get` unless the zvol is
+    missing or such traces are found.
+    """
+    ds = host.get(name)
+    tmp = REVERTING_PREFIX + name
+    if ds is None:
+        reverting = host.get(tmp)
+        if reverting is None or not reverting.managed:
+            return None
+        _undo_swap(host, name, reverting)
+    elif host.path(tmp) in [c for s in ds.snapshots for c in s.clones]:
+        host.destroy(tmp)           # cut before the renames
+    elif _swapped_unpromoted(host, ds):
+        host.promote(name)          # cut between the swap and the promote
+    else:
+        return ds
+    log.note('Finished a revert of %s that was cut short.' % host.path(name))
+    return host.get(name)
+
+
+def _undo_swap(host, name, reverting):
+    """Cut between the renames: the old data gets its name back."""
+    hidden = _deleted_child(host, reverting.origin)
+    if hidden and hidden.startswith(DELETED_PREFIX + name + '-'):
+        host.rename(hidden, name)
+    host.destroy(REVERTING_PREFIX + name)
+
+
+def _swapped_unpromoted(host, ds):
+    origin = ds.origin or ''
+    return origin.startswith(host.path(DELETED_PREFIX + ds.base + '-'))
+
+
 def sweep(host, transient_prefixes=()):
     """Finish or undo what a crash interrupted; collect what nothing needs.
 
     Runs under the exclusive dependency lock, so it never sees another
     request's half-done steps, whichever service sent it. Datasets whose
     names start with one of ``transient_prefixes`` (image imports in
-    progress when the host went down) are destroyed.
+    progress when the host went down) are destroyed. Each leftover is
+    handled on its own: one that cannot be finished now (held open, a zfs
+    hold, a failing command) is noted and left to the next sweep, and
+    never stops the others. Returns (actions taken, {name: why left}).
     """
     datasets = host.children()
-    actions = 0
+    actions, left = 0, {}
     for base, ds in sorted(datasets.items()):
         if not ds.managed:
             continue
-        if base.startswith(REVERTING_PREFIX):
-            actions += _recover_revert(host, datasets, base)
-        elif base.startswith(DELETED_PREFIX):
-            if not any(s.clones for s in ds.snapshots):
-                collect(host, _destroy_if_unneeded(host, base))
-                actions += 1
-        elif base.startswith(tuple(transient_prefixes)):
-            delete_volume(host, base)
-            actions += 1
+        try:
+            actions += _sweep_one(host, datasets, base, ds,
+                                  transient_prefixes)
+        except errors.HostError as e:
+            left[base] = str(e)
+            log.note('Left %s as it is until the next sweep: %s'
+                     % (host.path(base), e))
+    return actions, left
+
+
+def _sweep_one(host, datasets, base, ds, transient_prefixes):
+    """Finish one leftover; the number of actions taken."""
+    if base.startswith(REVERTING_PREFIX):
+        name = base[len(REVERTING_PREFIX):]
+        if name in datasets:
+            host.destroy(base)      # cut before the renames
         else:
-            stale = [s.snapshot_name for s in ds.snapshots
-                     if s.snapshot_name.startswith(CLONE_SNAP_PREFIX) and
-                     not s.deferred]
-            if stale:
-                host.destroy_snapshots(base, stale)
-                actions += 1
-            origin = ds.origin or ''
-            if origin.startswith(host.path(DELETED_PREFIX + base + '-')):
-                host.promote(base)  # crash between swap and promote
-                actions += 1
+            _undo_swap(host, name, ds)
+        return 1
+    if base.startswith(DELETED_PREFIX):
+        if any(s.clones for s in ds.snapshots):
+            return 0
+        collect(host, _destroy_if_unneeded(host, base))
+        return 1
+    if base.startswith(tuple(transient_prefixes)):
+        return transient_prefixes.remove(host, base)    # unless leased
+    actions = 0
+    stale = [s.snapshot_name for s in ds.snapshots
+             if s.snapshot_name.startswith(CLONE_SNAP_PREFIX) and
+             not s.deferred]
+    if stale:
+        host.destroy_snapshots(base, stale)
+        actions += 1
+    if _swapped_unpromoted(host, ds):
+        host.promote(base)          # cut between the swap and the promote
+        actions += 1
     return actions
-
-
-def _recover_revert(host, datasets, tmp):
-    name = tmp[len(REVERTING_PREFIX):]
-    if name not in datasets:
-        hidden = sorted(b for b in datasets
-                        if b.startswith(DELETED_PREFIX + name + '-'))
-        if hidden:
-            host.rename(hidden[-1], name)
-    host.destroy(tmp)
-    return 1

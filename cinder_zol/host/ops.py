@@ -19,6 +19,8 @@ import os
 from . import dependents
 from . import errors
 from . import grammar
+from . import locks
+from . import log
 from . import names
 from . import props as zprops
 
@@ -101,6 +103,19 @@ def _grow(host, name, size, current):
         host.set_volsize(name, size)
 
 
+def _owned_zvol(host, name, what):
+    """Refuse a zvol that is missing or not the driver's: one read."""
+    try:
+        rows = host.list(name, types='volume', depth=0)
+    except errors.NotFound:
+        rows = []
+    if not rows:
+        raise errors.NotFound('%s failed' % what, 'there is no zvol %s'
+                              % host.path(name),
+                              'It may have been removed outside Cinder.')
+    return dependents.owned(rows[0])
+
+
 def _props(payload):
     return zprops.requested(payload.get('props') or {})
 
@@ -128,14 +143,38 @@ def check(ctx, parent, payload):
 
 @op('stats', 'PARENT')
 def stats(ctx, parent, payload):
+    """Capacity; the first call after a storage-host boot sweeps first.
+
+    The driver asks for stats every minute, so what a storage-host crash
+    left half done is finished then, not only when cinder-volume restarts.
+    """
+    if not _swept_this_boot(ctx, parent):
+        _sweep_after_boot(ctx, parent)
     used, available = ctx.zfs(parent).space()
     return {'used': used, 'available': available}
 
 
+def _swept_this_boot(ctx, parent):
+    return locks.done_this_boot(ctx.lock_dir, locks.lock_name(parent))
+
+
+def _sweep_after_boot(ctx, parent):
+    """Sweep once per boot; a failure only postpones it to the next call."""
+    try:
+        with ctx.locked(parent, 'exclusive'):
+            if not _swept_this_boot(ctx, parent):
+                sweep(ctx, parent, {})
+    except errors.HostError as e:
+        log.note('The sweep after the storage host booted failed; the next '
+                 'stats request retries it: %s' % e)
+
+
 @op('sweep', 'PARENT', lock='exclusive')
 def sweep(ctx, parent, payload):
-    host = ctx.zfs(parent)
-    return {'actions': dependents.sweep(host, ctx.transient_prefixes)}
+    """Finish what crashes left; {'actions': n, 'left': {name: why}}."""
+    actions, left = dependents.sweep(ctx.zfs(parent), ctx.transient_prefixes)
+    locks.mark_done_this_boot(ctx.lock_dir, locks.lock_name(parent))
+    return {'actions': actions, 'left': left}
 
 
 # -- volumes and snapshots ---------------------------------------------
@@ -154,7 +193,10 @@ def delete(ctx, parent, name, payload):
 
 @op('snapshot', 'PARENT SNAP NAMES')
 def snapshot(ctx, parent, snap, name, *more, payload):
-    ctx.zfs(parent).snapshot(name, snap, *more)
+    host = ctx.zfs(parent)
+    for each in (name,) + more:
+        _owned_zvol(host, each, 'snapshot of %s' % host.path(each))
+    host.snapshot(name, snap, *more)
     return {}
 
 
@@ -179,7 +221,8 @@ def clone(ctx, parent, source, new, size, payload):
     return {}
 
 
-@op('clone-snapshot', 'PARENT NAME SNAP NAME SIZE', payload=True)
+@op('clone-snapshot', 'PARENT NAME SNAP NAME SIZE', lock='shared',
+    payload=True)
 def clone_snapshot(ctx, parent, source, snap, new, size, payload):
     """A new zvol from a snapshot, of ``size`` bytes: one zfs command.
 
@@ -189,8 +232,9 @@ def clone_snapshot(ctx, parent, source, snap, new, size, payload):
     snapshot's is refused here against ``snapshot_size``, which the driver
     sends from Cinder's records: a snapshot's volsize is never above them
     (zvols are whole GiB; manage rounds up), and Cinder's API refuses a
-    volume smaller than its snapshot. The source is only read, never
-    changed, so its ownership is not asked (deletes and reverts check it).
+    volume smaller than its snapshot. The source must be the driver's:
+    a clone of a foreign zvol would be a managed copy of its data. The
+    shared lock keeps the source from being renamed by a revert meanwhile.
     """
     host = ctx.zfs(parent)
     size = names.size(size)
@@ -200,6 +244,7 @@ def clone_snapshot(ctx, parent, source, snap, new, size, payload):
             'clone of %s failed' % host.path(source, snap),
             'refusing to make a %d-byte volume from a %s-byte snapshot'
             % (size, floor))
+    _owned_zvol(host, source, 'clone of %s' % host.path(source, snap))
     host.clone(source, snap, new, _props(payload), _sparse(payload),
                volsize=size)
     return {}
@@ -213,7 +258,6 @@ def _grow_new(host, name, size, current):
         try:
             host.destroy(name)
         except errors.HostError as e:
-            from . import log
             log.note('Removing %s after a failed resize failed: %s'
                      % (name, e))
         raise
@@ -226,6 +270,7 @@ def extend(ctx, parent, name, size, payload):
     if ds is None:
         raise errors.NotFound('extend of %s failed' % host.path(name),
                               'dataset does not exist')
+    dependents.owned(ds)
     _grow(host, name, size, ds.volsize)
     return {}
 

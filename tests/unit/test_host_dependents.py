@@ -13,6 +13,7 @@ import testtools
 from cinder_zol.host import dependents
 from cinder_zol.host import errors
 from cinder_zol.host import ops
+from cinder_zol.host import zfs
 from tests.unit import fake_zfs
 from tests.unit import host_fixture
 
@@ -83,7 +84,6 @@ class SweepTestCase(HostTestBase):
         self.assertIsNone(self.model.get('volume-a').origin)
 
     def test_import_leftovers_destroyed(self):
-        self.host.transient_prefixes = ('importing-',)
         self.create('importing-image-x-01')
         self.create('volume-a')
         self.call('sweep', PARENT)
@@ -296,3 +296,101 @@ class ConcurrencyTestCase(HostTestBase):
         for name in list(self.zfs.datasets):
             if name.startswith(PARENT + '/'):
                 del self.zfs.datasets[name]
+
+
+class SweepItemsTestCase(HostTestBase):
+    """One leftover the sweep cannot finish leaves the others to it."""
+
+    def leftovers(self):
+        """A hidden zvol ahead of two leftovers in the sweep's order."""
+        self.create('volume-a')
+        self.model.rename('volume-a', 'deleted-volume-a-0001')
+        self.create('volume-b')
+        self.model.snapshot('volume-b', 'clone-volume-x')
+        self.create('volume-c')
+        self.model.rename('volume-c', 'deleted-volume-c-0001')
+
+    def test_busy_hidden_zvol(self):
+        self.leftovers()
+        self.zfs.busy.add(PARENT + '/deleted-volume-a-0001')
+        with mock.patch.object(zfs.ZfsHost.destroy, '__defaults__', (0,)), \
+                mock.patch.object(dependents.log, 'note') as note:
+            result = self.call('sweep', PARENT)
+        self.assertEqual(['deleted-volume-a-0001', 'volume-b'], self.names())
+        self.assertEqual(2, result['actions'])
+        self.assertEqual(['deleted-volume-a-0001'], list(result['left']))
+        self.assertIn('is busy', result['left']['deleted-volume-a-0001'])
+        notes = ' '.join(c[0][0] for c in note.call_args_list)
+        self.assertIn(PARENT + '/deleted-volume-a-0001', notes)
+        self.assertIn('is busy', notes)
+
+    def test_failing_promote(self):
+        self.create('volume-a')
+        self.model.snapshot('volume-a', 'snapshot-s')
+        self.model.clone('volume-a', 'snapshot-s', 'reverting-volume-a', {})
+        self.model.rename('volume-a', 'deleted-volume-a-0001')
+        self.model.rename('reverting-volume-a', 'volume-a')
+        self.create('volume-b')
+        self.model.snapshot('volume-b', 'clone-volume-x')
+        self.zfs.fail['promote'] = "cannot promote 'x': out of space"
+        result = self.call('sweep', PARENT)
+        self.assertEqual(['volume-a'], list(result['left']))
+        self.assertIsNone(self.zfs.datasets.get(
+            PARENT + '/volume-b@clone-volume-x'))
+        self.call('sweep', PARENT)            # the next sweep finishes it
+        self.assertIsNone(self.model.get('volume-a').origin)
+
+
+class RevertCrashTestCase(HostTestBase):
+    """The storage host crashes in the middle of a swap-revert.
+
+    cinder-volume keeps running; Cinder then deletes what it knows, and
+    nothing is left after the next sweep.
+    """
+
+    def revert_cut_at(self, renames):
+        """Revert volume-a (which has a clone), stopped after ``renames``."""
+        self.create('volume-a')
+        self.call('snapshot', PARENT, 'snapshot-s', 'volume-a')
+        self.call('clone', PARENT, 'volume-a', 'volume-b', str(GiB))
+        done = []
+
+        class PowerLoss(Exception):
+            pass
+
+        def crash(argv):
+            if argv[1] in ('rename', 'promote'):
+                if len(done) == renames:
+                    raise PowerLoss()
+                done.append(argv)
+        self.zfs.before = crash
+        self.assertRaises(PowerLoss, self.call, 'revert', PARENT,
+                          'volume-a', 'snapshot-s', str(GiB))
+        self.zfs.before = None
+
+    def delete_everything(self):
+        self.call('delete-snapshot', PARENT, 'volume-a', 'snapshot-s')
+        self.call('delete', PARENT, 'volume-a')
+        self.call('delete', PARENT, 'volume-b')
+        self.call('sweep', PARENT)
+        self.assertEqual([], self.names())
+
+    def test_before_the_renames(self):
+        self.revert_cut_at(0)
+        self.assertIn('reverting-volume-a', self.names())
+        self.delete_everything()
+
+    def test_between_the_renames(self):
+        self.revert_cut_at(1)
+        self.assertNotIn('volume-a', self.names())
+        self.delete_everything()
+
+    def test_before_the_promote(self):
+        self.revert_cut_at(2)
+        self.delete_everything()
+
+    def test_between_the_renames_then_revert_again(self):
+        self.revert_cut_at(1)
+        self.call('revert', PARENT, 'volume-a', 'snapshot-s', str(GiB))
+        self.assertFalse([n for n in self.names() if 'reverting' in n])
+        self.delete_everything()
