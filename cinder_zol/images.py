@@ -57,6 +57,11 @@ from cinder import coordination
 from cinder import exception as cinder_exception
 from cinder.i18n import _
 from cinder.image import image_utils
+from cinder.volume import volume_utils
+
+from cinder_zol.host import errors as host_errors
+from cinder_zol.host import names as host_names
+from cinder_zol.host import props as zfs_props
 
 LOG = logging.getLogger(__name__)
 cfg.CONF.import_opt('cinder_internal_tenant_project_id', 'cinder.context')
@@ -138,12 +143,23 @@ def write_records(reader, path):
 
 
 def image_hash(image_meta):
-    """Glance's checksum of the image data, 'algo:hex'."""
+    """Glance's checksum of the image data, 'algo:hex'.
+
+    None when Glance gives none the storage host records (md5, sha256 or
+    sha512, :func:`cinder_zol.host.names.image_hash`).
+    """
+    candidates = []
     if image_meta.get('os_hash_value'):
-        return '%s:%s' % (image_meta.get('os_hash_algo') or 'sha512',
-                          image_meta['os_hash_value'])
+        candidates.append('%s:%s' % (image_meta.get('os_hash_algo') or
+                                     'sha512', image_meta['os_hash_value']))
     if image_meta.get('checksum'):
-        return 'md5:%s' % image_meta['checksum']
+        candidates.append('md5:%s' % image_meta['checksum'])
+    for candidate in candidates:
+        try:
+            return host_names.image_hash(candidate)
+        except host_errors.Refused:
+            LOG.debug('Image checksum %r is not one the storage host '
+                      'records.', candidate)
     return None
 
 
@@ -247,36 +263,46 @@ class ImageCache(object):
         image_id = image_meta['id']
         digest = image_hash(image_meta)
         name = self.entry_name(image_id, wishes['props'])
+        size = volume.size * units.Gi
         with coordination.COORDINATOR.get_lock('zol-image-%s' % name):
-            found = self.storage.image_find(name)
-            if found and found.get('hash') != digest:
+            found = self.storage.clone_image(name, volume.name, size, wishes,
+                                             digest)
+            if found == 'stale':
                 LOG.info('Image cache entry %(n)s holds other data than '
                          'image %(i)s has now; replacing it.',
                          {'n': name, 'i': image_id})
                 self.storage.delete_volume(name)
-                found = {}
-            size = found['volsize'] if found else self._fill(
-                context, volume, image_meta, image_service, name, digest,
-                wishes)
-            self.storage.clone_snapshot(
-                name, 'golden', volume.name, volume.size * units.Gi, wishes,
-                size)
+            if found != 'cloned':
+                self._fill(context, volume, image_meta, image_service, name,
+                           digest, dict(wishes, name=volume.name, size=size))
         return {}
 
+    def _entry_props(self, wishes):
+        """The backend's properties, and the block size the entry is for.
+
+        Not the first volume's type: every type's volumes share the entry's
+        data as it was written.
+        """
+        conf = self.configuration
+        props = zfs_props.merged(conf.zol_zvol_properties,
+                                 conf.zol_volblocksize, {})
+        if wishes['props'].get('volblocksize'):
+            props['volblocksize'] = wishes['props']['volblocksize']
+        return props
+
     def _fill(self, context, volume, image_meta, image_service, name,
-              digest, wishes):
-        """Write the image into a new cache entry; its size in bytes."""
+              digest, clone):
+        """Write the image into a new cache entry and ``clone`` from it."""
         image_id = image_meta['id']
-        props = {k: v for k, v in wishes['props'].items()}
         with fetched(context, image_service, image_id, volume.size) as tmp:
             size = _gib(os.path.getsize(tmp)) * units.Gi
             importing = self.storage.image_begin(
-                name, size, {'props': props, 'image_id': image_id,
-                             'hash': digest})
+                name, size, {'props': self._entry_props(clone),
+                             'image_id': image_id, 'hash': digest})
             try:
                 stats = {}
                 self.storage.write(importing, records(tmp, stats=stats))
-                result = self.storage.image_commit(importing, name)
+                result = self.storage.image_commit(importing, name, clone)
             except Exception:
                 self._drop(importing)
                 raise
@@ -285,15 +311,10 @@ class ImageCache(object):
                  {'i': image_id, 'n': name, 'sent': stats['sent'] / units.Mi,
                   'size': stats['size'] / units.Mi, 'r': result})
         self.evict(keep=name)
-        return size
 
     def _drop(self, importing):
-        try:
-            self.storage.delete_volume(importing)
-        except Exception as e:
-            LOG.warning('Removing the half-made import %(n)s failed; the '
-                        'start-up sweep removes it: %(e)s',
-                        {'n': importing, 'e': e})
+        drop_quietly(self.storage, importing,
+                     'the start-up sweep removes it')
 
     def evict(self, keep=None):
         conf = self.configuration
@@ -322,6 +343,126 @@ def copy_image_to_zvol(storage, context, volume, image_service, image_id,
                                  'size': stats['size'] / units.Mi})
 
 
-def read_zvol_to_file(storage, name, path):
+def drop_quietly(storage, name, later):
+    """Remove an import or upload clone; a failure only postpones it.
+
+    Never raised: the operation's own outcome is what the caller reports.
+    ``later`` says what removes it then.
+    """
+    try:
+        storage.image_drop(name)
+    except Exception as e:
+        LOG.warning('Removing %(n)s from the storage host failed; %(l)s: '
+                    '%(e)s', {'n': name, 'l': later, 'e': e})
+
+
+class ZvolReader(object):
+    """A zvol's bytes as a file (``read(n)``), from its data records.
+
+    Only the zvol's non-zero blocks travel; the zeros between them are
+    made here. For Glance's upload, read in the calling green thread: the
+    source is an SSH channel, which a native thread (eventlet's tpool,
+    where Cinder's upload_volume puts a ``volume_fd``) cannot wait on.
+    Records out of order or a stream that ends early fail the read: never
+    a shorter image.
+    """
+
+    def __init__(self, reader):
+        self._reader = reader
+        self._pos = 0        # offset of the next byte read() returns
+        self._next = 0       # where the pending record's data starts
+        self._left = 0       # bytes of that record not read yet
+        self._ended = False  # the end record came: _next is the size
+
+    def read(self, size=-1):
+        chunks = []
+        wanted = size if size is not None and size >= 0 else None
+        while wanted is None or wanted > 0:
+            piece = self._piece(CHUNK if wanted is None
+                                else min(wanted, CHUNK))
+            if not piece:
+                break
+            chunks.append(piece)
+            if wanted is not None:
+                wanted -= len(piece)
+        return b''.join(chunks)
+
+    def _piece(self, limit):
+        """Up to ``limit`` (at most CHUNK) bytes; b'' at the end."""
+        if self._pos == self._next and not self._left and not self._ended:
+            self._header()
+        if self._pos < self._next:
+            count = min(limit, self._next - self._pos)
+            self._pos += count
+            return _ZERO[:count]
+        count = min(limit, self._left)
+        data = _read_exact(self._reader, count) if count else b''
+        self._pos += count
+        self._next += count
+        self._left -= count
+        return data
+
+    def _header(self):
+        header = _read_exact(self._reader, HEADER)
+        offset = int.from_bytes(header[:8], 'big')
+        length = int.from_bytes(header[8:], 'big')
+        if offset < self._pos:
+            raise cinder_exception.VolumeBackendAPIException(
+                data=_('the storage host sent data for offset %(o)d after '
+                       '%(p)d') % {'o': offset, 'p': self._pos})
+        self._next, self._left, self._ended = offset, length, not length
+
+
+def upload_zvol(storage, context, image_service, image_meta, volume, name):
+    """Upload the zvol ``name`` as ``volume``'s image.
+
+    A raw image that is not to be compressed goes from the zvol straight
+    to Glance, as Cinder's generic path sends a raw volume: nothing is
+    written locally, whatever the volume's size. Other formats need a
+    file for qemu-img: a sparse copy of the zvol's data in
+    image_conversion_dir, converted and uploaded by Cinder.
+    """
+    if image_meta.get('disk_format') == 'raw' and \
+            image_meta.get('container_format') != 'compressed':
+        _stream_to_glance(storage, context, image_service, image_meta,
+                          volume, name)
+        return
+    with image_utils.temporary_file(prefix='zol-upload-%s-' % volume.id) \
+            as tmp:
+        _read_zvol_to_file(storage, name, tmp, image_meta)
+        volume_utils.upload_volume(context, image_service, image_meta, tmp,
+                                   volume, run_as_root=False)
+
+
+def _stream_to_glance(storage, context, image_service, image_meta, volume,
+                      name):
+    """Cinder's upload of a raw volume, read in this thread.
+
+    What volume_utils.upload_volume does with a ``volume_fd``, without
+    its tpool (see :class:`ZvolReader`).
+    """
+    vtype = volume.volume_type
+    store_id = vtype.extra_specs.get('image_service:store_id') \
+        if vtype else None
+    base_image_ref = volume.glance_metadata.get('image_id') \
+        if volume.glance_metadata else None
     with storage.read(name) as reader:
-        return write_records(reader, path)
+        image_service.update(context, image_meta['id'], {},
+                             ZvolReader(reader), store_id=store_id,
+                             base_image_ref=base_image_ref)
+
+
+def _read_zvol_to_file(storage, name, path, image_meta):
+    try:
+        with storage.read(name) as reader:
+            return write_records(reader, path)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise cinder_exception.ImageTooBig(image_id=image_meta['id'], reason=_(
+            'image_conversion_dir %(d)s has no room left for the volume\'s '
+            'data, which the conversion to %(f)s needs there. Free space '
+            'in it, point image_conversion_dir at a larger file system, or '
+            'upload in raw format (streamed, nothing stored locally).')
+            % {'d': os.path.dirname(path),
+               'f': image_meta.get('disk_format')})

@@ -195,9 +195,31 @@ class StorageHost(object):
         return self.call('image-begin', self.parent, name, size,
                          payload=payload)['importing']
 
-    def image_commit(self, importing, name):
-        return self.call('image-commit', self.parent, importing,
-                         name)['result']
+    def image_commit(self, importing, name, clone=None):
+        """'committed' or 'exists'.
+
+        ``clone`` (name, size, props, sparse) also makes that volume from
+        the entry, in the same locked step.
+        """
+        return self.call('image-commit', self.parent, importing, name,
+                         payload={'clone': clone} if clone else None)[
+                             'result']
+
+    def clone_image(self, name, new, size, wishes, digest):
+        """Clone entry ``name`` into ``new`` if it holds ``digest``'s data.
+
+        'cloned', or 'missing'/'stale' with nothing made.
+        """
+        return self.call('clone-image', self.parent, name, new, size,
+                         payload=dict(wishes, hash=digest))['result']
+
+    def image_upload(self, name):
+        """A leased point-in-time clone of ``name`` to upload from."""
+        return self.call('image-upload', self.parent, name)['temporary']
+
+    def image_drop(self, name):
+        """Remove an import or upload clone and end its lease."""
+        return self.call('image-drop', self.parent, name)['result']
 
     def image_evict(self, max_count, max_bytes, keep=None):
         return self.call('image-evict', self.parent, payload={

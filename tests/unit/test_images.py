@@ -1,6 +1,9 @@
 """Images: sparse records, the golden-image cache and the copy paths,
 through the driver and the in-process storage host."""
 
+import contextlib
+import errno
+import io
 import logging
 import os
 import shutil
@@ -23,7 +26,9 @@ from cinder.volume.flows.manager import create_volume
 
 from cinder_zol import exception
 from cinder_zol import images
+from tests.unit import host_fixture
 from tests.unit import test_driver
+from tests.unit import test_host_images
 
 MiB = units.Mi
 GiB = units.Gi
@@ -57,7 +62,6 @@ class RecordsTestCase(test_driver.test.TestCase):
         self.assertLessEqual(stats['sent'], 3 * MiB)
         self.assertGreater(stats['sent'], 0)
         out = os.path.join(self.dir, 'copy')
-        import io
         self.assertEqual(64 * MiB, images.write_records(io.BytesIO(stream),
                                                         out))
         with open(self.path, 'rb') as a, open(out, 'rb') as b:
@@ -70,7 +74,6 @@ class RecordsTestCase(test_driver.test.TestCase):
         self.assertEqual(4 * MiB, stats['sent'])
 
     def test_truncated_stream(self):
-        import io
         self.assertRaises(cinder_exception.VolumeBackendAPIException,
                           images.write_records,
                           io.BytesIO(bytes(8) + (100).to_bytes(8, 'big') +
@@ -159,8 +162,7 @@ class ImageCacheTestCase(test_driver.DriverTestBase):
         second = self.volume(5)
         del self.runner.requests[:]
         self.assertEqual(({}, True), self.clone_image(second))
-        self.assertEqual(['image-find', 'clone-snapshot'],
-                         self.runner.ops())
+        self.assertEqual(['clone-image'], self.runner.ops())
         self.assertEqual(1, len(self.fetches))
         self.assertEqual(5 * GiB, self.ds(second.name)['volsize'])
 
@@ -213,11 +215,12 @@ class ImageCacheTestCase(test_driver.DriverTestBase):
 
     def test_commit_race_between_services_keeps_one_entry(self):
         host = self.driver.storage
+        digest = 'md5:' + '1' * 32
         host.image_begin('image-x', GiB, {'props': {}, 'image_id': 'x',
-                                          'hash': 'md5:1'})
+                                          'hash': digest})
         imp2 = host.image_begin('image-x', GiB, {'props': {},
                                                  'image_id': 'x',
-                                                 'hash': 'md5:1'})
+                                                 'hash': digest})
         names = [n for n in self.zfs.names() if 'importing-' in n]
         self.assertEqual('committed', host.image_commit(
             names[0].split('/')[-1], 'image-x'))
@@ -443,6 +446,233 @@ class CopyTestCase(ImageCacheTestCase):
             del self.runner.requests[:]
             self.driver.copy_volume_to_image(self.ctxt, vol, self.glance,
                                              {'id': 'new'})
-        self.assertEqual(['clone', 'read', 'delete'], self.runner.ops())
-        self.assertEqual('upload-' + vol.name, self.runner.requests[1][-1])
-        self.assertNotIn(self.path('upload-' + vol.name), self.zfs.names())
+        self.assertEqual(['image-upload', 'read', 'image-drop'],
+                         self.runner.ops())
+        self.assertTrue(self.runner.requests[1][-1].startswith(
+            'upload-%s-' % vol.name))
+        self.assertEqual([], [n for n in self.zfs.names() if 'upload-' in n])
+
+
+class EvictionTestCase(ImageCacheTestCase):
+
+    def add_images(self, *image_ids):
+        for image_id in image_ids:
+            raw = os.path.join(self.dir, image_id)
+            sparse_file(raw, MiB, [(0, image_id.encode())])
+            self.glance.add(image_id, raw)
+
+    def test_entries_in_use_are_never_evicted(self):
+        # every entry has clones: evicting one frees nothing, and the next
+        # volume from its image would download it again
+        self.set_conf(zol_image_cache_max_count=1)
+        self.add_images('i1', 'i2')
+        volumes = [self.volume(1) for _ in range(5)]
+        for number, vol in enumerate(volumes):
+            self.clone_image(vol, ('i1', 'i2')[number % 2])
+        self.assertEqual(2, len(self.fetches))
+        self.assertEqual([], [n for n in self.zfs.names()
+                              if '/deleted-' in n])
+        for vol in volumes:
+            self.driver.delete_volume(vol)
+        self.driver.image_cache.evict()
+        entries = [n for n in self.zfs.names() if '/image-' in n and
+                   '@' not in n]
+        self.assertEqual(1, len(entries))
+
+    def test_hidden_image_copies_count_in_the_budget(self):
+        self.set_conf(zol_image_cache_max_count=2)
+        self.add_images('i1', 'i2')
+        self.clone_image(self.volume(1), 'i1')
+        self.driver.storage.image_purge()    # i1 hidden: a volume uses it
+        second = self.volume(1)
+        self.clone_image(second, 'i2')
+        self.driver.delete_volume(second)
+        self.clone_image(self.volume(1), 'i1')
+        # the hidden copy of i1, the new image-i1 and image-i2 make three:
+        # image-i2, the only one without clones, goes
+        self.assertIsNone(self.entry('image-i2'))
+        self.assertIsNotNone(self.entry('image-i1'))
+
+    def test_eviction_by_another_service_waits_for_a_clone(self):
+        """Another service evicts i1 between the look and the clone.
+
+        (Its fill of an image: i1 has no clones left.)
+        """
+        self.add_images('i1', 'i2')
+        gone = self.volume(1)
+        self.clone_image(gone, 'i1')
+        self.driver.delete_volume(gone)
+        self.clone_image(self.volume(1), 'i2')
+        other = host_fixture.make_host(self.zfs)
+        other.lock_dir = self.host.lock_dir
+        evictions = []
+
+        def evict_by_other_service():
+            evictions.append(other.dispatch(
+                ['image-evict', test_driver.PARENT],
+                {'max_count': 1, 'max_bytes': 0, 'keep': 'image-i2'}))
+        looks, racers = [], []
+        real = self.host.executor.run
+
+        def run(argv, input=None, timeout=None):
+            done = real(argv, input=input, timeout=timeout)
+            if argv[:2] == ['zfs', 'list'] and argv[-1].endswith(
+                    '/image-i1') and not looks:
+                looks.append(argv)
+                racers.append(threading.Thread(
+                    target=evict_by_other_service))
+                racers[0].start()
+                racers[0].join(1)    # blocked by the host lock, or done
+            return done
+        self.mock_object(self.host.executor, 'run', run)
+        vol = self.volume(1)
+        self.assertEqual(({}, True), self.clone_image(vol, 'i1'))
+        self.assertEqual(self.path('image-i1', 'golden'),
+                         self.ds(vol.name)['origin'])
+        self.assertEqual(1, len(looks))
+        self.assertEqual(2, len(self.fetches))
+        racers[0].join(10)
+        self.assertEqual([], evictions[0]['evicted'])
+
+
+class GoldenPropertiesTestCase(ImageCacheTestCase):
+
+    def test_entry_has_the_backend_properties_not_the_first_type(self):
+        self.set_conf(zol_zvol_properties={'compression': 'lz4'})
+        vol = self.typed_volume(1, **{'zfs:compression': 'gzip'})
+        self.clone_image(vol)
+        self.assertEqual('lz4', self.entry()['props'].get('compression'))
+        self.assertEqual('gzip', self.ds(vol.name)['props'].get(
+            'compression'))
+
+
+class UploadTestCase(ImageCacheTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.addCleanup(test_host_images.end_agent_processes)
+        self.uploads = []
+        self.glance.update = self.fake_update
+
+    def fake_update(self, context, image_id, image_meta, data=None,
+                    purge_props=True, store_id=None, base_image_ref=None):
+        """Glance's upload, read as glanceclient reads it.
+
+        Keeps the non-zero bytes and what image_conversion_dir held.
+        """
+        size, found = 0, {}
+        local = os.listdir(self.dir)
+        while True:
+            chunk = data.read(65536)
+            if not chunk:
+                break
+            if chunk.strip(b'\0'):
+                found[size] = chunk.strip(b'\0')
+            size += len(chunk)
+        self.uploads.append({'id': image_id, 'size': size, 'data': found,
+                             'local': local, 'store_id': store_id})
+
+    def written_volume(self, attached=False):
+        vol = self.typed_volume(1)
+        vol.glance_metadata = {}
+        self.driver.create_volume(vol)
+        path = self.host.devices.path('/dev/zvol/tank/cinder/' + vol.name)
+        with open(path, 'r+b') as f:
+            f.seek(10 * MiB)
+            f.write(b'payload')
+        if attached:
+            vol.volume_attachment = objects.VolumeAttachmentList(objects=[
+                objects.VolumeAttachment(
+                    context=self.ctxt,
+                    id='11111111-2222-3333-4444-555555555555',
+                    attach_status='attached')])
+        return vol
+
+    def upload(self, vol, disk_format='raw', container_format='bare'):
+        self.driver.copy_volume_to_image(
+            self.ctxt, vol, self.glance,
+            {'id': 'new', 'disk_format': disk_format,
+             'container_format': container_format})
+
+    def test_raw_upload_streams_without_a_local_copy(self):
+        vol = self.written_volume()
+        self.upload(vol)
+        self.assertEqual([{'id': 'new', 'size': GiB,
+                           'data': {10 * MiB: b'payload'}, 'local': [],
+                           'store_id': None}],
+                         [dict(u, local=[f for f in u['local']
+                                         if f.startswith('zol-')])
+                          for u in self.uploads])
+        self.assertEqual('read', self.runner.requests[-1][0])
+
+    def test_stream_ended_early_fails_the_upload(self):
+        # never a shorter image: the upload fails
+        vol = self.written_volume()
+        records = b''.join(images.records(self._file_with_data()))
+        cut = io.BytesIO(records[:-16])       # no end record
+
+        @contextlib.contextmanager
+        def receive_stream(argv, timeout=None):
+            yield cut
+        self.mock_object(self.runner, 'receive_stream', receive_stream)
+        self.assertRaises(cinder_exception.VolumeBackendAPIException,
+                          self.upload, vol)
+        self.assertEqual([], self.uploads)
+
+    def _file_with_data(self):
+        path = os.path.join(self.dir, 'data.raw')
+        sparse_file(path, 4 * MiB, [(MiB, b'payload')])
+        return path
+
+    def test_converted_upload_without_local_space_says_so(self):
+        vol = self.written_volume()
+        self.mock_object(images.os, 'pwrite', side_effect=OSError(
+            errno.ENOSPC, 'No space left on device'))
+        e = self.assertRaises(cinder_exception.ImageTooBig, self.upload,
+                              vol, 'qcow2')
+        self.assertIn('image_conversion_dir', str(e))
+        self.assertEqual([], [f for f in os.listdir(self.dir)
+                              if f.startswith('zol-upload')])
+
+    def test_lost_reply_of_the_upload_clone_blocks_and_leaks_nothing(self):
+        vol = self.written_volume(attached=True)
+        real = self.runner.request
+        lost = []
+
+        def lose_the_first_clone_reply(program, argv, payload, timeout=None):
+            reply = real(program, argv, payload, timeout)
+            if argv[0] in ('clone', 'image-upload') and not lost:
+                lost.append(argv)
+                raise exception.StorageHostConnectionLost(
+                    host='fake-zol', port=22, cmd=argv[0], reason='reset')
+            return reply
+        self.mock_object(self.runner, 'request', lose_the_first_clone_reply)
+        self.assertRaises(exception.StorageHostConnectionLost, self.upload,
+                          vol)
+        self.upload(vol)      # (the fake's clones do not carry data)
+        self.assertEqual(GiB, self.uploads[-1]['size'])
+        # cinder-volume restarts: its sessions end, the start-up sweep runs
+        test_host_images.end_agent_processes()
+        self.driver.check_for_setup_error()
+        self.assertEqual([], [n for n in self.zfs.names() if 'upload-' in n])
+        self.driver.delete_volume(vol)
+        self.assert_only_parent_left()
+
+    def upload_clones(self):
+        return [n for n in self.zfs.names() if '/upload-' in n and
+                '@' not in n]
+
+    def test_stale_upload_clone_is_replaced_at_the_next_upload(self):
+        vol = self.written_volume(attached=True)
+        lost = exception.StorageHostConnectionLost(
+            host='fake-zol', port=22, cmd='read', reason='reset')
+        with mock.patch.object(self.runner, 'receive_stream',
+                               side_effect=lost), \
+                mock.patch.object(self.driver.storage, 'image_drop',
+                                  side_effect=lost):
+            self.assertRaises(exception.StorageHostConnectionLost,
+                              self.upload, vol)
+        self.assertEqual(1, len(self.upload_clones()))
+        test_host_images.end_agent_processes()     # its session ended
+        self.upload(vol)
+        self.assertEqual([], self.upload_clones())
