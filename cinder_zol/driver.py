@@ -13,7 +13,6 @@ from oslo_utils import units
 
 from cinder import exception as cinder_exception
 from cinder.i18n import _
-from cinder.image import image_utils
 from cinder import interface
 from cinder.message import api as message_api
 from cinder.message import message_field
@@ -111,7 +110,24 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
                  'running as uid %(u)s, target helper %(t)s.',
                  {'h': host, 'z': version.get('zfs'), 'p': ops.PROTOCOL,
                   'u': version.get('euid'), 't': self.target.helper})
-        fixed = self.storage.sweep()
+        self._sweep()
+
+    def _sweep(self):
+        """Clean up after crashes; never a reason not to start.
+
+        The storage host handles each leftover on its own and logs those
+        it must leave (they come back here as notes); a sweep that fails
+        as a whole runs again with the next stats request.
+        """
+        parent = self.storage.parent
+        try:
+            fixed = self.storage.sweep()
+        except exception.StorageHostError as e:
+            LOG.warning('Cleaning up leftovers of interrupted operations '
+                        'under %(p)s failed; the backend starts anyway and '
+                        'they stay until the next clean-up: %(e)s',
+                        {'p': parent, 'e': e})
+            return
         if fixed:
             LOG.info('Cleaned up %d leftovers of interrupted operations '
                      'under %s.', fixed, parent)
@@ -287,30 +303,31 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
 
     def copy_volume_to_image(self, context, volume, image_service,
                              image_meta):
-        """Upload a volume over SSH (no attach); Cinder converts it.
+        """Upload a volume over SSH (no attach).
 
-        An attached volume is read from a temporary clone, so the image is
-        one point in time. An encrypted volume is uploaded as it is
-        stored (LUKS), as Cinder's generic upload does.
+        A raw image streams from the zvol to Glance; other formats are
+        converted by Cinder from a sparse copy of the zvol's data
+        (:func:`images.upload_zvol`). An attached volume is read from a
+        clone, so the image is one point in time; the clone is leased to
+        this service's agent session, so that neither a lost reply nor a
+        cinder-volume that dies leaves it for good: the next upload of the
+        volume or the start-up sweep removes it. An encrypted volume is
+        uploaded as it is stored (LUKS), as Cinder's generic upload does.
         """
-        source = volume.name
+        if not base.live_attachments(volume):
+            images.upload_zvol(self.storage, context, image_service,
+                               image_meta, volume, volume.name)
+            return
         temporary = None
-        if base.live_attachments(volume):
-            temporary = 'upload-%s' % volume.name
-            self.storage.clone_volume(volume.name, temporary,
-                                      volume.size * units.Gi,
-                                      {'props': {}, 'sparse': True})
-            source = temporary
         try:
-            with image_utils.temporary_file(
-                    prefix='zol-upload-%s-' % volume.id) as tmp:
-                images.read_zvol_to_file(self.storage, source, tmp)
-                volume_utils.upload_volume(context, image_service,
-                                           image_meta, tmp, volume,
-                                           run_as_root=False)
+            temporary = self.storage.image_upload(volume.name)
+            images.upload_zvol(self.storage, context, image_service,
+                               image_meta, volume, temporary)
         finally:
             if temporary:
-                self.storage.delete_volume(temporary)
+                images.drop_quietly(self.storage, temporary,
+                                    'the next upload of %s or the start-up '
+                                    'sweep removes it' % volume.name)
 
     # -- export ----------------------------------------------------------
 

@@ -158,7 +158,8 @@ class CreateTestCase(DriverTestBase):
         vol = self.typed_volume(**{'zfs:logbias': 'throughput'})
         self.driver.create_volume(vol)
         self.assertEqual({'compression': 'lz4', 'logbias': 'throughput',
-                          'volblocksize': '16K', zfs.MANAGED_PROP: 'yes'},
+                          'volblocksize': '16K', zfs.MANAGED_PROP: 'yes',
+                          'volmode': 'dev'},
                          self.ds(vol.name)['props'])
         typed = self.typed_volume(**{'zfs:volblocksize': '64K'})
         self.driver.create_volume(typed)
@@ -251,15 +252,15 @@ class CreateTestCase(DriverTestBase):
         self.assertEqual(self.path(src.name, snap.name),
                          self.ds(vol.name)['origin'])
 
-    def test_from_snapshot_is_one_zfs_command(self):
+    def test_from_snapshot_is_one_read_and_one_zfs_clone(self):
+        """The source's ownership read, then the clone made at its size."""
         src, snap = self.snapshotted(1)
         del self.zfs.calls[:]
         vol = self.volume(2)
         self.driver.create_volume_from_snapshot(vol, snap)
         calls = self.zfs.zfs_calls()
-        self.assertEqual(1, len(calls), calls)
-        self.assertEqual('clone', calls[0][0])
-        self.assertIn('volsize=%d' % (2 * units.Gi), calls[0])
+        self.assertEqual(['list', 'clone'], [c[0] for c in calls], calls)
+        self.assertIn('volsize=%d' % (2 * units.Gi), calls[1])
 
     def test_from_snapshot_thick_reserves_its_size(self):
         self.set_conf(san_thin_provision=False)
@@ -638,6 +639,8 @@ class StatsTestCase(DriverTestBase):
     def test_independent_of_the_number_of_volumes(self):
         for _ in range(20):
             self.driver.create_volume(self.volume())
+        # as Cinder does first: this boot's sweep is then done
+        self.driver.check_for_setup_error()
         del self.zfs.calls[:]
         self.assertEqual(['stats'], self.requests_during(
             self.driver.get_volume_stats, True))
@@ -648,3 +651,62 @@ class StatsTestCase(DriverTestBase):
         self.driver.get_volume_stats(refresh=True)
         self.assertEqual([], self.requests_during(
             self.driver.get_volume_stats))
+
+
+class StartUpSweepTestCase(DriverTestBase):
+    """Garbage collection never keeps the backend from starting."""
+
+    def test_stuck_leftover(self):
+        vol = self.volume()
+        self.driver.create_volume(vol)
+        hidden = 'deleted-%s-0001' % vol.name
+        self.zfs._zfs_rename([self.path(vol.name), self.path(hidden)])
+        self.zfs.busy.add(self.path(hidden))     # e.g. a leftover export
+        with mock.patch.object(zfs.ZfsHost.destroy, '__defaults__', (0,)), \
+                mock.patch.object(driver_mod.storage.LOG, 'info') as info:
+            self.driver.check_for_setup_error()
+        self.assertIsNotNone(self.ds(hidden))
+        logged = str(info.call_args_list)
+        self.assertIn(self.path(hidden), logged)
+        self.assertIn('is busy', logged)
+
+    def test_sweep_request_fails(self):
+        with mock.patch.object(
+                self.driver.storage, 'sweep',
+                side_effect=exception.HostTimeout(what='lock held')), \
+                mock.patch.object(driver_mod.LOG, 'warning') as warn:
+            self.driver.check_for_setup_error()
+        self.assertIn('lock held', str(warn.call_args))
+
+
+class RevertCrashTestCase(DriverTestBase):
+    """A storage-host power loss between the renames of a swap-revert.
+
+    cinder-volume keeps running, the user deletes what Cinder shows, and
+    cinder-volume restarts much later: nothing deleted comes back.
+    """
+
+    def test_nothing_deleted_comes_back(self):
+        vol = self.volume()
+        self.driver.create_volume(vol)
+        snap = self.snapshot(vol)
+        self.driver.create_snapshot(snap)
+        clone = self.volume()
+        self.driver.create_cloned_volume(clone, vol)
+
+        class PowerLoss(Exception):
+            pass
+
+        def power_loss(argv):
+            if argv[1:3] == ['rename', self.path('reverting-' + vol.name)]:
+                raise PowerLoss()
+        self.zfs.before = power_loss
+        self.assertRaises(PowerLoss, self.driver.revert_to_snapshot,
+                          self.ctxt, vol, snap)
+        self.zfs.before = None
+        self.assertIsNone(self.ds(vol.name))
+        self.driver.delete_snapshot(snap)
+        self.driver.delete_volume(vol)
+        self.driver.delete_volume(clone)
+        self.driver.check_for_setup_error()     # cinder-volume restarts
+        self.assert_only_parent_left()
