@@ -32,6 +32,9 @@ GET_PROPS = frozenset(('type', 'used', 'available', 'used,available',
 # cover SETTABLE.
 SETTABLE = props.SETTABLE
 INHERITABLE = props.INHERITABLE
+# What every created or cloned zvol carries; `zfs set` may only set the
+# same (an adopted zvol).
+FIXED = props.FIXED
 # Snapshots one `zfs snapshot` may take at once (a consistent group
 # snapshot): ~90 characters each keeps the request within the agent's
 # SSH command limit (agent.MAX_COMMAND).
@@ -96,6 +99,12 @@ def _options(args):
     return props, args
 
 
+def _new_zvol(props):
+    """A created or cloned zvol's options carry the marks of ours."""
+    return props.get(MANAGED_PROP) == 'yes' and \
+        all(props.get(key) == value for key, value in FIXED.items())
+
+
 def _expect(cond, argv):
     if not cond:
         raise errors.Refused('zfs command not in the grammar: %s'
@@ -125,13 +134,13 @@ def check_zfs(argv, parents):
         if args[0] == '-s':
             args = args[1:]
         props, rest = _options(args)
-        _expect(len(rest) == 1 and props.get(MANAGED_PROP) == 'yes', argv)
+        _expect(len(rest) == 1 and _new_zvol(props), argv)
         _dataset(rest[0], parents)
     elif verb == 'snapshot':
         _snapshot_set(args, parents)
     elif verb == 'clone':
         props, rest = _options(args)
-        _expect(len(rest) == 2 and props.get(MANAGED_PROP) == 'yes', argv)
+        _expect(len(rest) == 2 and _new_zvol(props), argv)
         _snapshots(rest[0], parents)
         _dataset(rest[1], parents)
     elif verb in ('promote', 'destroy') and len(args) == 1:
@@ -151,7 +160,8 @@ def check_zfs(argv, parents):
     elif verb == 'set':
         _expect(len(args) >= 2, argv)
         for arg in args[:-1]:
-            _assignment(arg, SETTABLE)
+            key, value = _assignment(arg, SETTABLE)
+            _expect(FIXED.get(key, value) == value, argv)
         _dataset(args[-1], parents)
     elif verb == 'inherit':
         _expect(len(args) == 2 and args[0] in INHERITABLE, argv)
@@ -168,7 +178,7 @@ def check_zfs(argv, parents):
     return argv
 
 
-_ZFS_VERSION = re.compile(r'zfs-(?:kmod-)?(\d+\.\d+\.\d+)')
+_ZFS_VERSION = re.compile(r'zfs-(?:kmod-)?([0-9]+\.[0-9]+\.[0-9]+)')
 
 
 def parse_version(text):
@@ -186,19 +196,26 @@ def parse_version(text):
 # nothing that opens a subsystem to every host (attr_allow_any_host is only
 # ever written 0).
 
-_UUID = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
-                   r'[0-9a-f]{12}$')
+# Whole-string patterns (re.fullmatch), ASCII digits only.
+_UUID = re.compile(r'[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
+                   r'[0-9a-f]{12}')
 _NVMET_VALUES = {
-    'attr_allow_any_host': re.compile(r'^0$'),
-    'enable': re.compile(r'^[01]$'),
-    'revalidate_size': re.compile(r'^1$'),
+    'attr_allow_any_host': re.compile(r'0'),
+    'enable': re.compile(r'[01]'),
+    'revalidate_size': re.compile(r'1'),
     'device_uuid': _UUID,
     'device_nguid': _UUID,
-    'addr_trtype': re.compile(r'^tcp$'),
-    'addr_adrfam': re.compile(r'^ipv4$'),
-    'addr_traddr': re.compile(r'^0\.0\.0\.0$'),
-    'addr_trsvcid': re.compile(r'^[1-9][0-9]{0,4}$'),
+    'addr_trtype': re.compile(r'tcp'),
+    'addr_adrfam': re.compile(r'ipv4'),
+    'addr_traddr': re.compile(r'0\.0\.0\.0'),
+    'addr_trsvcid': re.compile(r'[1-9][0-9]{0,4}'),
 }
+# A port or namespace number (str.isdigit() takes any Unicode digit).
+_NUMBER = re.compile(r'[0-9]{1,10}')
+
+
+def _number(text):
+    return _NUMBER.fullmatch(text) is not None
 
 
 def _nvmet_object(parts):
@@ -206,19 +223,19 @@ def _nvmet_object(parts):
     if len(parts) == 2 and parts[0] == 'hosts':
         names.nqn(parts[1], 'host NQN')
         return 'host'
-    if len(parts) == 2 and parts[0] == 'ports' and parts[1].isdigit():
+    if len(parts) == 2 and parts[0] == 'ports' and _number(parts[1]):
         return 'port'
     if len(parts) >= 2 and parts[0] == 'subsystems':
         names.nqn(parts[1], 'subsystem NQN')
         if len(parts) == 2:
             return 'subsystem'
         if len(parts) == 4 and parts[2] == 'namespaces' and \
-                parts[3].isdigit():
+                _number(parts[3]):
             return 'namespace'
         if len(parts) == 4 and parts[2] == 'allowed_hosts':
             names.nqn(parts[3], 'host NQN')
             return 'allowed host'
-    if len(parts) == 4 and parts[0] == 'ports' and parts[1].isdigit() and \
+    if len(parts) == 4 and parts[0] == 'ports' and _number(parts[1]) and \
             parts[2] == 'subsystems':
         names.nqn(parts[3], 'subsystem NQN')
         return 'port subsystem'
@@ -254,7 +271,7 @@ def check_nvmet(action, path, value=None):
             names.parent('/'.join(device[:-1]))
             names.component(device[-1])
         elif attr not in _NVMET_VALUES or \
-                not _NVMET_VALUES[attr].match(value) or kind != {
+                not _NVMET_VALUES[attr].fullmatch(value) or kind != {
                     'attr_allow_any_host': 'subsystem',
                     'enable': 'namespace', 'revalidate_size': 'namespace',
                     'device_uuid': 'namespace', 'device_nguid': 'namespace',

@@ -81,10 +81,16 @@ class RecordsTestCase(test_driver.test.TestCase):
                           os.path.join(self.dir, 'x'))
 
     def test_hash(self):
-        self.assertEqual('sha512:ab', images.image_hash(
-            {'os_hash_algo': 'sha512', 'os_hash_value': 'ab',
-             'checksum': 'cd'}))
-        self.assertEqual('md5:cd', images.image_hash({'checksum': 'cd'}))
+        sha512, md5 = 'ab' * 64, 'cd' * 16
+        self.assertEqual('sha512:' + sha512, images.image_hash(
+            {'os_hash_algo': 'sha512', 'os_hash_value': sha512,
+             'checksum': md5}))
+        # an algorithm the storage host does not record: Glance's md5
+        self.assertEqual('md5:' + md5, images.image_hash(
+            {'os_hash_algo': 'sha3_512', 'os_hash_value': sha512,
+             'checksum': md5}))
+        self.assertIsNone(images.image_hash(
+            {'os_hash_value': sha512 + '\n'}))
         self.assertIsNone(images.image_hash({}))
 
 
