@@ -9,25 +9,42 @@ the root helper on every call::
     target_helpers = tgtadm lioadm nvmet
     # account that runs the agent (for the root helper's checks)
     user = cinder-zol
+    # TCP ports targets may listen on
+    target_ports = 3260 4420
+    # zvol data streams the root helper runs at once
+    max_streams = 4
+    # pool features properties may activate (none by default)
+    pool_features = zstd
 
 A tiny ``key = value`` format (no configparser): the agent starts once per
 command, and every import counts.
 """
 
+import re
+
 from . import errors
 from . import names
+from . import props
 
 PATH = '/etc/cinder-zol/host.conf'
 TARGET_HELPERS = ('tgtadm', 'lioadm', 'nvmet')
+TARGET_PORTS = (3260, 4420)     # iSCSI, NVMe/TCP
+MAX_STREAMS = 4
+_NUMBER = re.compile(r'[1-9][0-9]{0,4}')
 
 
 class HostConfig(object):
 
-    def __init__(self, datasets, target_helpers=TARGET_HELPERS, user='root'):
+    def __init__(self, datasets, target_helpers=TARGET_HELPERS, user='root',
+                 target_ports=TARGET_PORTS, max_streams=MAX_STREAMS,
+                 pool_features=()):
         self.datasets = [names.parent(d) for d in datasets]
         self.target_helpers = [h for h in target_helpers
                                if h in TARGET_HELPERS]
         self.user = user
+        self.target_ports = list(target_ports)
+        self.max_streams = max_streams
+        self.pool_features = list(pool_features)
 
     def check_parent(self, parent):
         names.parent(parent)
@@ -48,6 +65,17 @@ class HostConfig(object):
                      % (', '.join(self.target_helpers) or '(none)', PATH))
         return helper
 
+    def check_port(self, port):
+        """A TCP port targets may listen on here, or Refused."""
+        if type(port) is not int or port not in self.target_ports:
+            raise errors.Refused(
+                'port %r is not a target port of this storage host (%s)'
+                % (port, ' '.join(map(str, self.target_ports)) or 'none'),
+                hint='Add it to "target_ports" in %s '
+                     '(setup-storage-host.sh --target-port %s).'
+                     % (PATH, port))
+        return port
+
 
 def parse(text):
     values = {}
@@ -60,10 +88,31 @@ def parse(text):
             raise errors.Unavailable('%s line %d is not "key = value"'
                                      % (PATH, number))
         values[key.strip()] = value.strip()
+    ports = values.get('target_ports')
     return HostConfig(
         values.get('datasets', '').split(),
         values.get('target_helpers', ' '.join(TARGET_HELPERS)).split(),
-        values.get('user', 'root'))
+        values.get('user', 'root'),
+        TARGET_PORTS if ports is None else
+        [_number('target_ports', p, 65535) for p in ports.split()],
+        _number('max_streams', values.get('max_streams', str(MAX_STREAMS)),
+                1000),
+        [_feature(f) for f in values.get('pool_features', '').split()])
+
+
+def _number(key, text, highest):
+    if not _NUMBER.fullmatch(text) or int(text) > highest:
+        raise errors.Unavailable('%s: %s = %s is not a number from 1 to %d'
+                                 % (PATH, key, text, highest))
+    return int(text)
+
+
+def _feature(name):
+    if name not in props.POOL_FEATURES:
+        raise errors.Unavailable(
+            '%s: pool_features lists %r; known are %s'
+            % (PATH, name, ' '.join(sorted(props.POOL_FEATURES))))
+    return name
 
 
 def load(path=PATH):

@@ -5,11 +5,14 @@ Speaks ZFS, not Cinder: sizes are bytes, output is parsed from ``-H -p``
 :mod:`.errors` carrying zfs's own stderr. Names are built only by
 :meth:`ZfsHost.path`, and every command line is checked against
 :mod:`.grammar` before it runs. Datasets this driver creates carry
-``cinder_zol:managed=yes``.
+``cinder_zol:managed=yes`` and ``volmode=dev`` (:data:`.props.FIXED`), and
+no property that changes pool-wide state is set unless host.conf allows
+its pool feature.
 """
 
 import time
 
+from . import config
 from . import errors
 from . import grammar
 from . import names
@@ -60,7 +63,9 @@ CLASSIFY = (
 )
 
 HINTS = {
-    errors.OutOfSpace: 'Free space in the pool, or lower the size.',
+    errors.OutOfSpace: 'Free space in the pool or below the parent dataset '
+                       '(its zfs quota, setup-storage-host.sh --quota), or '
+                       'lower the size.',
     errors.Busy: 'Detach the volume (remove its export) first.',
     errors.HasDependents: 'Clones still depend on it.',
     errors.NotFound: 'It may have been removed outside Cinder.',
@@ -130,9 +135,10 @@ def _parse_value(field, raw):
 class ZfsHost(object):
     """zfs on the local storage host, confined to one parent dataset."""
 
-    def __init__(self, executor, parent):
+    def __init__(self, executor, parent, pool_features=()):
         self.executor = executor
         self.parent = names.parent(parent)
+        self.pool_features = frozenset(pool_features)
 
     # -- names ---------------------------------------------------------
 
@@ -180,6 +186,21 @@ class ZfsHost(object):
                 'Is zfsutils-linux installed on the storage host?')
         kind = classify(stderr)
         raise kind(action + ' failed', stderr, HINTS.get(kind, ''))
+
+    def _allowed(self, props):
+        """Valid properties none of whose pool features is disallowed."""
+        names.properties(props)
+        needed = zprops.pool_features(props)
+        disallowed = sorted(set(needed) - self.pool_features)
+        if disallowed:
+            feature = disallowed[0]
+            raise errors.Refused(
+                'ZFS property %s is not allowed on this storage host: it %s'
+                % (needed[feature], zprops.POOL_FEATURES[feature]),
+                hint='The storage host\'s operator can allow it: add %s to '
+                     '"pool_features" in %s (setup-storage-host.sh '
+                     '--pool-feature %s).' % (feature, config.PATH, feature))
+        return props
 
     @staticmethod
     def _options(props):
@@ -259,7 +280,8 @@ class ZfsHost(object):
         args = ['create', '-V', str(names.size(size))]
         if sparse:
             args.append('-s')
-        props = dict(names.properties(props), **{MANAGED_PROP: 'yes'})
+        props = dict(self._allowed(props), **zprops.FIXED)
+        props[MANAGED_PROP] = 'yes'
         self._zfs('zfs create %s' % self.path(name),
                   *(args + self._options(props) + [self.path(name)]))
 
@@ -287,7 +309,8 @@ class ZfsHost(object):
         the caller makes sure it is not below the snapshot's.
         """
         origin, target = self.path(name, snapshot), self.path(new_name)
-        props = zprops.for_clone(names.properties(props))
+        props = dict(self._allowed(zprops.for_clone(names.properties(props))),
+                     **zprops.FIXED)
         props[MANAGED_PROP] = 'yes'
         if volsize is not None:
             props['volsize'] = str(names.size(volsize))
@@ -311,7 +334,7 @@ class ZfsHost(object):
 
     def set(self, name, props):
         args = ['%s=%s' % (k, v) for k, v in
-                sorted(names.properties(props).items())]
+                sorted(self._allowed(props).items())]
         self._zfs('zfs set %s on %s' % (' '.join(args), self.path(name)),
                   *(['set'] + args + [self.path(name)]))
 

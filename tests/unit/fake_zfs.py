@@ -16,7 +16,7 @@ from cinder_zol.host import execute
 from cinder_zol.host import zfs
 
 KNOWN_PROPS = {'volblocksize', 'compression', 'refreservation', 'volsize',
-               'logbias', 'sync', 'primarycache', zfs.MANAGED_PROP,
+               'logbias', 'sync', 'primarycache', 'volmode', zfs.MANAGED_PROP,
                zfs.IMAGE_ID_PROP, zfs.IMAGE_HASH_PROP}
 CREATE_ONLY = {'volblocksize'}
 

@@ -54,6 +54,12 @@ class RequestedTestCase(base.BaseTestCase):
         self.assertIn(prop, e.message)
         self.assertIn(hint, e.message)
 
+    def test_volmode_is_the_hosts_own(self):
+        e = self.assertRaises(errors.Refused, props.requested,
+                              {'volmode': 'full'})
+        self.assertIn('volmode=dev', e.message)
+        self.assertNotIn('volmode', props.INHERITABLE)
+
     @ddt.data('mountpoint', 'recordsize', 'readonly', 'canmount')
     def test_unknown_refused_listing_what_can(self, prop):
         e = self.assertRaises(errors.Refused, props.requested, {prop: 'x'})
@@ -96,3 +102,44 @@ class RulesTestCase(base.BaseTestCase):
         self.assertFalse(props.CREATE_ONLY & props.INHERITABLE)
         self.assertNotIn('volsize', props.INHERITABLE)
         self.assertNotIn('refreservation', props.INHERITABLE)
+
+
+@ddt.ddt
+class PoolFeaturesTestCase(base.BaseTestCase):
+    """Which property values change pool-wide state."""
+
+    @ddt.data(
+        ({'dedup': 'on'}, {'dedup': 'dedup=on'}),
+        ({'dedup': 'verify'}, {'dedup': 'dedup=verify'}),
+        ({'dedup': 'skein,verify'}, {'dedup': 'dedup=skein,verify',
+                                     'skein': 'dedup=skein,verify'}),
+        ({'checksum': 'sha512'}, {'sha512': 'checksum=sha512'}),
+        ({'checksum': 'SKEIN'}, {'skein': 'checksum=SKEIN'}),
+        ({'checksum': 'edonr'}, {'edonr': 'checksum=edonr'}),
+        ({'checksum': 'blake3'}, {'blake3': 'checksum=blake3'}),
+        ({'compression': 'zstd'}, {'zstd': 'compression=zstd'}),
+        ({'compression': 'zstd-19'}, {'zstd': 'compression=zstd-19'}),
+        ({'compression': 'zstd-fast-10'},
+         {'zstd': 'compression=zstd-fast-10'}),
+        ({'volblocksize': '256K'}, {'large_blocks': 'volblocksize=256K'}),
+        ({'volblocksize': '1M'}, {'large_blocks': 'volblocksize=1M'}),
+        ({'volblocksize': '0.25m'}, {'large_blocks': 'volblocksize=0.25m'}),
+        ({'volblocksize': '131073'}, {'large_blocks': 'volblocksize=131073'}),
+    )
+    @ddt.unpack
+    def test_needs_a_feature(self, requested, needed):
+        self.assertEqual(needed, props.pool_features(requested))
+        self.assertLessEqual(set(needed), set(props.POOL_FEATURES))
+
+    @ddt.data({'dedup': 'off'}, {'checksum': 'on'}, {'checksum': 'sha256'},
+              {'checksum': 'fletcher4'}, {'compression': 'lz4'},
+              {'compression': 'on'}, {'compression': 'gzip-9'},
+              {'volblocksize': '128K'}, {'volblocksize': '131072'},
+              {'volblocksize': '16k'}, {'copies': '3'}, {'sync': 'always'})
+    def test_needs_none(self, requested):
+        self.assertEqual({}, props.pool_features(requested))
+
+    @ddt.data('big', '1X', '', '1e6')
+    def test_volblocksize_not_a_size_refused(self, value):
+        self.assertRaises(errors.Refused, props.pool_features,
+                          {'volblocksize': value})

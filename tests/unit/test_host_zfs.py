@@ -199,3 +199,63 @@ class NamesTestCase(testtools.TestCase):
         self.assertIn('refreservation=auto', argv)
         self.assertIn('compression=lz4', argv)
         self.assertIn('cinder_zol:managed=yes', argv)
+
+
+@ddt.ddt
+class PoolWideTestCase(testtools.TestCase):
+    """Every zvol is volmode=dev; pool features need the operator's yes."""
+
+    def host(self, *features):
+        return zfs.ZfsHost(fake_zfs.FakeZfsHost(PARENT), PARENT, features)
+
+    def test_create_and_clone_are_volmode_dev(self):
+        host = self.host()
+        host.create_volume('v', 2 ** 30, True, {})
+        host.snapshot('v', 's')
+        host.clone('v', 's', 'c', {})
+        for verb in ('create', 'clone'):
+            self.assertIn('volmode=dev', host.executor.zfs_calls(verb)[-1])
+        e = self.assertRaises(errors.Refused, host.set, 'v',
+                              {'volmode': 'full'})
+        self.assertIn('volmode', str(e))
+        host.set('v', {'volmode': 'dev'})     # an adopted zvol
+
+    @ddt.data(({'dedup': 'on'}, 'dedup'), ({'checksum': 'blake3'}, 'blake3'),
+              ({'compression': 'zstd-3'}, 'zstd'),
+              ({'checksum': 'sha512', 'compression': 'lz4'}, 'sha512'))
+    @ddt.unpack
+    def test_refused_everywhere_unless_enabled(self, props, feature):
+        host = self.host()
+        host.create_volume('v', 2 ** 30, True, {})
+        host.snapshot('v', 's')
+        before = list(host.executor.calls)
+        for change in (
+                lambda: host.create_volume('w', 2 ** 30, True, props),
+                lambda: host.clone('v', 's', 'c', props),
+                lambda: host.set('v', props)):
+            e = self.assertRaises(errors.Refused, change)
+            self.assertIn('"pool_features" in /etc/cinder-zol/host.conf',
+                          e.hint)
+            self.assertIn('--pool-feature %s' % feature, e.hint)
+        self.assertEqual(before, host.executor.calls)
+
+    def test_large_blocks_refused_unless_enabled(self):
+        e = self.assertRaises(errors.Refused, self.host().create_volume, 'v',
+                              2 ** 30, True, {'volblocksize': '256K'})
+        self.assertIn('volblocksize=256K', str(e))
+        self.assertIn('large_blocks', e.hint)
+
+    def test_clone_of_a_large_block_zvol_needs_nothing(self):
+        """A clone inherits volblocksize: it activates nothing new."""
+        host = self.host('large_blocks')
+        host.create_volume('v', 2 ** 30, True, {'volblocksize': '1M'})
+        host.snapshot('v', 's')
+        host = zfs.ZfsHost(host.executor, PARENT)
+        host.clone('v', 's', 'c', {'volblocksize': '1M'})
+
+    def test_enabled_feature_allowed(self):
+        host = self.host('zstd')
+        host.create_volume('v', 2 ** 30, True, {'compression': 'zstd'})
+        host.set('v', {'compression': 'zstd-19'})
+        self.assertIn('compression=zstd-19',
+                      host.executor.zfs_calls('set')[-1])
