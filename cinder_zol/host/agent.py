@@ -13,12 +13,16 @@ Three ways in, one dispatch:
     sshd runs this for the driver's account whatever the client asked;
     the command the client sent (``SSH_ORIGINAL_COMMAND``) must be one of
     the two forms above, quoted exactly as the driver quotes it, or it is
-    refused with exit status 126. Every request, run or refused, goes to
-    syslog (authpriv).
+    refused with exit status 126.
+
+Every request, run or refused, leaves one line in syslog (authpriv, see
+:func:`.log.audit`), here and in the root helper. A malformed session line
+is refused and the session goes on.
 
 Replies: ``{"ok": true, "result": {...}, "notes": [...]}`` or
 ``{"ok": false, "error": {"kind": ..., "message": ..., "stderr": ...,
-"hint": ...}, "notes": [...]}`` (exit status 1, or 126 when refused).
+"hint": ...}, "notes": [...]}`` (exit status 1, or 126 when refused: Refused
+or NotOwned, nothing ran).
 """
 
 import json
@@ -38,6 +42,7 @@ from . import log
 from . import manage  # noqa: F401 (registers manage, retype)
 from . import names
 from . import ops
+from . import records
 from . import target   # noqa: F401 (registers the target operations)
 from . import zfs
 
@@ -63,15 +68,18 @@ class Host(object):
         self.lock_wait = lock_wait
         self.target_backends = {}
         self.wait_for_device = target.wait_for_device
+        self.device_of = target.device_of
+        self.target_state_dir = records.STATE_DIR
         # what a crash may leave half made: swept at start-up
-        self.transient_prefixes = (images.IMPORTING_PREFIX,)
+        self.transient_prefixes = images.Transients(self)
         self._zfs = {}
         self._lock_owners = None
         self._root = None           # the root helper session (non-root)
 
     def zfs(self, parent):
         if parent not in self._zfs:
-            self._zfs[parent] = zfs.ZfsHost(self.executor, parent)
+            self._zfs[parent] = zfs.ZfsHost(self.executor, parent,
+                                            self.config.pool_features)
         return self._zfs[parent]
 
     def zfs_version(self):
@@ -184,55 +192,121 @@ def _write(reply, stream=None):
         pass   # the client is gone; the operation itself is done
 
 
+REFUSALS = (errors.Refused, errors.NotOwned)
+
+
+def _decode(data, what):
+    """A JSON object from UTF-8 bytes, or Refused (nothing ran)."""
+    try:
+        value = json.loads(data.decode('utf-8'))
+    except (ValueError, RecursionError):   # bad UTF-8 is a ValueError
+        raise errors.Refused('%s is not UTF-8 JSON (or nested too deeply)'
+                             % what)
+    if not isinstance(value, dict):
+        raise errors.Refused('%s is not a JSON object' % what)
+    return value
+
+
 def _read_payload(stream):
     data = stream.read(MAX_REQUEST + 1)
     if len(data) > MAX_REQUEST:
         raise errors.Refused('payload larger than %d bytes' % MAX_REQUEST)
     if not data.strip():
         return {}
-    try:
-        payload = json.loads(data)
-    except ValueError:
-        raise errors.Refused('payload is not JSON')
-    if not isinstance(payload, dict):
-        raise errors.Refused('payload is not a JSON object')
-    return payload
+    return _decode(data, 'payload')
 
 
-def one_request(host, argv):
-    """Run ``OP ARG...`` with stdin as payload; return the exit status."""
+def _answer(run):
+    """Run one request: its reply, and its audit line in syslog.
+
+    ``run(seen)`` records the request's argv and payload in ``seen`` as
+    soon as it knows them and returns the result. Whatever fails becomes
+    an error reply: one bad request never ends a session.
+    """
+    seen = {'argv': None, 'payload': None}
     try:
-        operation, args = ops.parse(argv, host.config)
-        if operation.stream:
-            return _stream(host, operation, args)
-        payload = _read_payload(sys.stdin.buffer) \
+        result = run(seen)
+    except Exception as e:
+        if not isinstance(e, errors.HostError):
+            e = errors.HostError('unexpected %s in the storage host agent'
+                                 % type(e).__name__, str(e))
+        refused = isinstance(e, REFUSALS)
+        log.audit(seen['argv'], seen['payload'], '%s (%s: %s)' % (
+            'REFUSED' if refused else 'failed', e.kind, e), refused)
+        return reply_error(e)
+    log.audit(seen['argv'], seen['payload'], 'ok')
+    return reply_ok(result)
+
+
+def exit_status(reply):
+    """0, 1, or REFUSED_EXIT when nothing ran because it was refused."""
+    if reply['ok']:
+        return 0
+    refusals = [cls.kind for cls in REFUSALS]
+    return REFUSED_EXIT if reply['error']['kind'] in refusals else 1
+
+
+def one_request(host, argv, target_only=False):
+    """Run ``OP ARG...`` with stdin as payload; return the exit status.
+
+    ``target_only``: the root helper, which runs target operations only.
+    """
+    operation = _operation(host, argv, target_only)
+    if operation is not None and operation.stream:
+        return _stream(host, operation, argv)
+
+    def run(seen):
+        seen['argv'] = argv
+        operation = _operation(host, argv, target_only, check=True)
+        payload = seen['payload'] = _read_payload(sys.stdin.buffer) \
             if (operation.payload or operation.target) else {}
-        result = host.dispatch(argv, payload)
-    except errors.HostError as e:
-        if isinstance(e, errors.Refused):
-            log.syslog('REFUSED %s: %s' % (' '.join(argv)[:512], e), True)
-            sys.stderr.write('cinder-zol-host: refused: %s\n' % e)
-        _write(reply_error(e))
-        return REFUSED_EXIT if isinstance(e, errors.Refused) else 1
-    _write(reply_ok(result))
-    return 0
+        return host.dispatch(argv, payload)
+
+    reply = _answer(run)
+    _write(reply)
+    status = exit_status(reply)
+    if status == REFUSED_EXIT:
+        sys.stderr.write('%s: refused: %s\n' % (
+            'cinder-zol-target' if target_only else 'cinder-zol-host',
+            errors.from_dict(reply['error'])))
+    return status
 
 
-def _stream(host, operation, args):
+def _operation(host, argv, target_only, check=False):
+    """The operation ``argv`` asks for; None or Refused when not allowed."""
+    try:
+        operation, _args = ops.parse(argv, host.config)
+        if target_only and not operation.target:
+            raise errors.Refused('%s is not a root helper operation'
+                                 % operation.name)
+    except errors.Refused:
+        if check:
+            raise
+        return None
+    return operation
+
+
+def _stream(host, operation, argv):
     """Raw data ops: hand stdin/stdout to the root helper as they are."""
     if host.target_runner is None and os.geteuid() != 0:
+        log.audit(argv, None, 'handed to the root helper')
         sys.stdout.flush()
-        os.execv('/usr/bin/sudo', ['sudo', '-n', '--', TARGET_PROGRAM,
-                                   operation.name] + args)
-    return target.stream(host, operation, args, sys.stdin.buffer,
-                         sys.stdout)
+        # nothing of the client's environment (sshd's AcceptEnv) goes on
+        os.execve('/usr/bin/sudo', ['sudo', '-n', '--', TARGET_PROGRAM] +
+                  argv, execute.ENV)
+    status = target.stream(host, operation, argv[1:], sys.stdin.buffer,
+                           sys.stdout)
+    log.audit(argv, None, 'ok' if status == 0 else
+              'failed (exit status %d)' % status, status != 0)
+    return status
 
 
 def session(host, inp=None, out=None, target_only=False):
     """Serve JSON-line requests until EOF; one reply line each.
 
     ``target_only``: the root helper's session, which refuses everything
-    but target operations.
+    but target operations. A malformed line is refused and the session
+    goes on with the next one.
     """
     inp = inp or sys.stdin.buffer
     out = out or sys.stdout
@@ -240,30 +314,34 @@ def session(host, inp=None, out=None, target_only=False):
         line = inp.readline(MAX_REQUEST + 1)
         if not line:
             return 0
-        try:
-            request = json.loads(line)
-            if not isinstance(request, dict) or \
-                    not isinstance(request.get('argv'), list):
-                raise errors.Refused('a request is {"argv": [...], '
+
+        def run(seen, line=line):
+            if len(line) > MAX_REQUEST and not line.endswith(b'\n'):
+                _skip_line(inp)
+                raise errors.Refused('request longer than %d bytes'
+                                     % MAX_REQUEST)
+            request = _decode(line, 'request')
+            argv = seen['argv'] = request.get('argv')
+            payload = seen['payload'] = request.get('payload') or {}
+            if not isinstance(argv, list) or \
+                    not all(isinstance(arg, str) for arg in argv):
+                raise errors.Refused('a request is {"argv": [strings], '
                                      '"payload": {...}}')
-            operation, _args = ops.parse(request['argv'], host.config)
+            operation = _operation(host, argv, target_only, check=True)
             if operation.stream:
                 raise errors.Refused('%s streams data: not in a session'
                                      % operation.name)
-            if target_only and not operation.target:
-                raise errors.Refused('%s is not a root helper operation'
-                                     % operation.name)
-            result = host.dispatch(request['argv'],
-                                   request.get('payload') or {})
-        except errors.HostError as e:
-            if isinstance(e, errors.Refused):
-                log.syslog('REFUSED in session: %s' % e, True)
-            _write(reply_error(e), out)
-            continue
-        except ValueError:
-            _write(reply_error(errors.Refused('request is not JSON')), out)
-            continue
-        _write(reply_ok(result), out)
+            return host.dispatch(argv, payload)
+
+        _write(_answer(run), out)
+
+
+def _skip_line(inp):
+    """Discard the rest of an over-long line, up to its newline."""
+    while True:
+        rest = inp.readline(MAX_REQUEST)
+        if not rest or rest.endswith(b'\n'):
+            return
 
 
 def canonical(argv):
@@ -289,20 +367,24 @@ def parse_ssh_command(command):
     return argv[1:]
 
 
+def _note_origin():
+    """Audit lines name the SSH client the requests come from."""
+    client = (os.environ.get('SSH_CONNECTION') or 'local').split(' ')[0]
+    log.set_origin('request from %s' % client)
+
+
 def ssh_wrapper(host):
     command = os.environ.get('SSH_ORIGINAL_COMMAND')
-    client = (os.environ.get('SSH_CONNECTION') or '?').split(' ')[0]
+    _note_origin()
     try:
         argv = parse_ssh_command(command)
-        if argv != ['session']:
-            ops.parse(argv, host.config)
     except errors.HostError as e:
-        log.syslog('REFUSED from %s: %s; command %r'
-                   % (client, e, (command or '')[:512]), True)
+        log.audit(None, None, 'REFUSED (%s: %s); command %s' % (
+            e.kind, e, json.dumps((command or '')[:512])), True)
         sys.stderr.write('cinder-zol-host: refused: %s\n' % e)
         return REFUSED_EXIT
-    log.syslog('RUN from %s: %s' % (client, ' '.join(argv)[:512]))
     if argv == ['session']:
+        log.audit(argv, None, 'session opened')
         return session(host)
     return one_request(host, argv)
 
@@ -314,6 +396,7 @@ def main(argv=None):
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     log.enable_syslog()
+    _note_origin()
     try:
         host = Host(config_mod.load())
     except errors.HostError as e:

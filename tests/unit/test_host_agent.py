@@ -11,10 +11,12 @@ import ddt
 import testtools
 
 from cinder_zol.host import agent
+from cinder_zol.host import config
 from cinder_zol.host import errors
 from cinder_zol.host import grammar
 from cinder_zol.host import names
 from cinder_zol.host import ops
+from cinder_zol.host import target
 from tests import scenarios
 from tests.unit import host_fixture
 from tests.unit import test_driver
@@ -121,8 +123,11 @@ class SshWrapperTestCase(testtools.TestCase):
         self.assertEqual(1, len(err.strip().splitlines()))
         self.assertEqual(before, sorted(zfs.datasets))
         self.assertEqual([], self.host.executor.calls)
-        self.assertTrue(self.syslog[-1][1].startswith('REFUSED from '
-                                                      '192.0.2.7'))
+        self.assertEqual(1, len(self.syslog), self.syslog)
+        level, line = self.syslog[0]
+        self.assertEqual('W', level)
+        self.assertTrue(line.startswith('request from 192.0.2.7: '), line)
+        self.assertIn(' -> REFUSED (Refused: ', line)
 
     def test_interactive_login_refused(self):
         rc, _out, err = self.wrap(None)
@@ -137,8 +142,65 @@ class SshWrapperTestCase(testtools.TestCase):
         self.assertTrue(json.loads(out)['ok'])
         self.assertIn(PARENT + '/volume-a',
                       self.host.executor.tools['zfs'].datasets)
-        self.assertEqual(('I', 'RUN from 192.0.2.7: create %s volume-a '
-                               '1073741824' % PARENT), self.syslog[0])
+        self.assertEqual([('I', 'request from 192.0.2.7: ["create", "%s", '
+                                '"volume-a", "1073741824"] -> ok; payload '
+                                '{"sparse": true}' % PARENT)], self.syslog)
+
+    def test_not_owned_is_a_refusal(self):
+        self.host.executor.tools['zfs']._add(PARENT + '/legacy', 'volume',
+                                             volsize=2 ** 30)
+        rc, out, err = self.wrap(ssh_command('delete', PARENT, 'legacy'))
+        self.assertEqual(agent.REFUSED_EXIT, rc)
+        self.assertEqual('NotOwned', json.loads(out)['error']['kind'])
+        self.assertIn('cinder-zol-host: refused:', err)
+        self.assertIn(PARENT + '/legacy',
+                      self.host.executor.tools['zfs'].datasets)
+        self.assertEqual(1, len(self.syslog))
+        self.assertEqual('W', self.syslog[0][0])
+        self.assertIn('-> REFUSED (NotOwned: ', self.syslog[0][1])
+
+    def test_failure_is_logged_with_its_kind(self):
+        self.host.executor.tools['zfs'].fail['list'] = 'cannot open: I/O'
+        rc, _out, _err = self.wrap(ssh_command('delete', PARENT, 'volume-a'))
+        self.assertEqual(1, rc)
+        self.assertEqual(1, len(self.syslog))
+        self.assertIn('-> failed (Error: zfs list', self.syslog[0][1])
+
+    def test_every_session_request_logged_once(self):
+        requests = b''.join(json.dumps(r).encode() + b'\n' for r in (
+            {'argv': ['create', PARENT, 'volume-a', '1073741824'],
+             'payload': {}},
+            {'argv': ['destroy', PARENT, 'volume-a'], 'payload': {}},
+            {'argv': ['delete', PARENT, 'volume-a'], 'payload': {}}))
+        rc, _out, _err = self.wrap(ssh_command('session'), requests)
+        self.assertEqual(0, rc)
+        lines = [line for _level, line in self.syslog]
+        self.assertEqual(4, len(lines), lines)
+        self.assertIn('["session"] -> session opened', lines[0])
+        self.assertIn('"create"', lines[1])
+        self.assertIn('-> ok', lines[1])
+        self.assertIn('"destroy"', lines[2])
+        self.assertIn('-> REFUSED (Refused: unknown operation', lines[2])
+        self.assertIn('"delete"', lines[3])
+        self.assertIn('-> ok', lines[3])
+        for line in lines:
+            self.assertTrue(line.startswith('request from 192.0.2.7: '))
+
+    def test_stream_drops_the_client_environment(self):
+        self.host.target_runner = None
+        env = {'SSH_ORIGINAL_COMMAND': ssh_command('write', PARENT, 'vol-a'),
+               'LANG': 'xx', 'LC_ALL': 'evil', 'PYTHONPATH': '/tmp/evil'}
+        with mock.patch.dict(os.environ, env, clear=True), \
+                mock.patch.object(agent.os, 'geteuid', return_value=1000), \
+                mock.patch.object(agent.os, 'execve',
+                                  side_effect=SystemExit(0)) as execve:
+            self.assertRaises(SystemExit, agent.ssh_wrapper, self.host)
+        program, argv, environment = execve.call_args[0]
+        self.assertEqual('/usr/bin/sudo', program)
+        self.assertEqual(['sudo', '-n', '--', agent.TARGET_PROGRAM, 'write',
+                          PARENT, 'vol-a'], argv)
+        self.assertEqual(agent.execute.ENV, environment)
+        self.assertIn('-> handed to the root helper', self.syslog[-1][1])
 
     def test_session_through_the_wrapper(self):
         requests = b''.join(json.dumps(r).encode() + b'\n' for r in (
@@ -162,6 +224,7 @@ class SshWrapperTestCase(testtools.TestCase):
         self.assertEqual('Error', json.loads(out)['error']['kind'])
 
 
+@ddt.ddt
 class SessionTestCase(testtools.TestCase):
 
     def serve(self, *lines):
@@ -182,6 +245,53 @@ class SessionTestCase(testtools.TestCase):
                          [r['ok'] for r in replies])
         self.assertIn('streams data', replies[3]['error']['message'])
 
+    @ddt.data(b'not json', b'[' * 100000, b'{"argv": ["version"]' + b'\xff}',
+              b'\xff\xfe', b'"a string"', b'{"argv": "version"}',
+              b'{"argv": [["version"]]}', b'{"argv": ["check", {}]}',
+              b'{"argv": ' + b'[' * 5000 + b']' * 5000 + b'}')
+    def test_malformed_line_refused_and_session_goes_on(self, line):
+        replies = self.serve(line, {'argv': ['version']})
+        self.assertEqual(2, len(replies))
+        self.assertEqual('Refused', replies[0]['error']['kind'])
+        self.assertTrue(replies[1]['ok'])
+
+    def test_too_long_line_discarded_to_its_newline(self):
+        long_line = b'{"argv": ["version"], "x": "' + \
+            b'a' * (agent.MAX_REQUEST * 2 + 10) + b'"}'
+        replies = self.serve(long_line, {'argv': ['version']})
+        self.assertEqual(2, len(replies))
+        self.assertEqual('Refused', replies[0]['error']['kind'])
+        self.assertIn('longer than', replies[0]['error']['message'])
+        self.assertTrue(replies[1]['ok'])
+
+    def test_unexpected_exception_answered_and_session_goes_on(self):
+        with mock.patch.object(ops.OPERATIONS['version'], 'func',
+                               side_effect=KeyError('boom')):
+            replies = self.serve({'argv': ['version']}, {'argv': ['check',
+                                                                  PARENT]})
+        self.assertFalse(replies[0]['ok'])
+        self.assertIn('unexpected KeyError', replies[0]['error']['message'])
+        self.assertTrue(replies[1]['ok'])
+
+    def test_secrets_never_logged(self):
+        secret = 'verySecret123456'
+        lines = []
+        with mock.patch.object(agent.log, 'syslog',
+                               lambda msg, warning=False: lines.append(msg)):
+            self.serve({'argv': ['target-export', PARENT, 'volume-a',
+                                 'tgtadm'],
+                        'payload': {'iqn': 'iqn.2010-10.org.x:volume-a',
+                                    'chap': ['user\n', secret],
+                                    'initiators': []}},
+                       {'argv': ['version'],
+                        'payload': {'password': secret,
+                                    'nested': [{'auth_key': secret}]}})
+        self.assertEqual(2, len(lines))
+        self.assertNotIn(secret, '\n'.join(lines))
+        self.assertIn('"chap": ["user\\n", "***"]', lines[0])
+        self.assertIn('REFUSED (Refused: CHAP user name', lines[0])
+        self.assertIn('"password": "***"', lines[1])
+
     def test_target_only_session_refuses_zfs_operations(self):
         host = host_fixture.make_host()
         inp = io.BytesIO(json.dumps({'argv': ['delete', PARENT, 'x']})
@@ -192,6 +302,57 @@ class SessionTestCase(testtools.TestCase):
         self.assertEqual('Refused', reply['error']['kind'])
         self.assertIn('not a root helper operation',
                       reply['error']['message'])
+
+
+class RootHelperTestCase(testtools.TestCase):
+    """cinder-zol-target, as sudo runs it: one audit line per request."""
+
+    def run_helper(self, argv, stdin):
+        lines = []
+        self.addCleanup(agent.log.set_origin, 'request')
+        out, err = io.StringIO(), io.StringIO()
+        with mock.patch.object(agent.log, 'syslog',
+                               lambda msg, warning=False: lines.append(msg)), \
+                mock.patch.object(target.config_mod, 'load',
+                                  return_value=host_fixture.make_host()
+                                  .config), \
+                mock.patch.dict(os.environ, {'SUDO_USER': 'cinder-zol'}), \
+                mock.patch('sys.stdin', io.TextIOWrapper(io.BytesIO(stdin))), \
+                mock.patch('sys.stdout', out), mock.patch('sys.stderr', err):
+            rc = target.main(argv)
+        return rc, out.getvalue(), err.getvalue(), lines
+
+    def test_one_shot_refusal(self):
+        rc, out, err, lines = self.run_helper(['delete', PARENT, 'volume-a'],
+                                              b'{}')
+        self.assertEqual(agent.REFUSED_EXIT, rc)
+        self.assertIn('cinder-zol-target: refused: delete is not a root '
+                      'helper operation', err)
+        self.assertEqual('Refused', json.loads(out)['error']['kind'])
+        self.assertEqual(['root helper request for cinder-zol: ["delete", '
+                          '"%s", "volume-a"] -> REFUSED (Refused: delete is '
+                          'not a root helper operation); payload null'
+                          % PARENT], lines)
+
+    def test_session_requests(self):
+        rc, out, _err, lines = self.run_helper(['session'], b''.join(
+            json.dumps(r).encode() + b'\n' for r in (
+                {'argv': ['target-version', 'nvmet']},
+                {'argv': ['check', PARENT]},
+                {'argv': ['target-remove', PARENT, 'volume-a', 'nvmet'],
+                 'payload': {'iqn': 'iqn.2010-10.org.x:a',
+                             'chap': ['u', 'p' * 12]}})) + b'[' * 100000)
+        self.assertEqual(0, rc)
+        self.assertEqual(4, len(out.splitlines()))
+        self.assertEqual(4, len(lines), lines)
+        for line in lines:
+            self.assertTrue(line.startswith('root helper request for '
+                                            'cinder-zol: '), line)
+        self.assertIn('REFUSED (Refused: target helper', lines[0])
+        self.assertIn('REFUSED (Refused: check is not a root helper', lines[1])
+        self.assertNotIn('p' * 12, lines[2])
+        self.assertIn('unreadable -> REFUSED (Refused: request is not UTF-8 '
+                      'JSON', lines[3])
 
 
 @ddt.ddt
@@ -252,6 +413,24 @@ class ZfsGrammarTestCase(testtools.TestCase):
         ['create', '-V', '1073741824', PARENT + '/volume-a'],
         ['create', '-V', '1073741824', '-o', 'cinder_zol:managed=yes',
          '-o', 'mountpoint=/x', PARENT + '/volume-a'],
+        # every new zvol is volmode=dev, and stays so
+        ['create', '-V', '1073741824', '-o', 'cinder_zol:managed=yes',
+         PARENT + '/volume-a'],
+        ['create', '-V', '1073741824', '-o', 'cinder_zol:managed=yes',
+         '-o', 'volmode=full', PARENT + '/volume-a'],
+        ['clone', '-o', 'cinder_zol:managed=yes', PARENT + '/volume-a@s',
+         PARENT + '/volume-b'],
+        ['set', 'volmode=full', PARENT + '/volume-a'],
+        ['inherit', 'volmode', PARENT + '/volume-a'],
+        # control characters
+        ['create', '-V', '1073741824\n', '-o', 'cinder_zol:managed=yes',
+         '-o', 'volmode=dev', PARENT + '/volume-a'],
+        ['create', '-V', '1073741824', '-o', 'cinder_zol:managed=yes',
+         '-o', 'volmode=dev', PARENT + '/volume-a\n'],
+        ['set', 'compression=lz4\n', PARENT + '/volume-a'],
+        ['set', 'cinder_zol:image_hash=md5:00\r', PARENT + '/volume-a'],
+        ['list', '-H', '-p', '-o', 'name', '-t', 'all', '-d', '1',
+         PARENT + '\n'],
         ['clone', PARENT + '/volume-a@s', PARENT + '/volume-b'],
         ['rename', PARENT + '/volume-a', 'tank/volume-a'],
         ['rollback', '-R', PARENT + '/volume-a@s'],
@@ -318,3 +497,40 @@ class NamesTestCase(testtools.TestCase):
               'iqn.2010-10.org.openstack:a;b')
     def test_bad_iscsi_names(self, name):
         self.assertRaises(errors.Refused, names.iscsi_name, name)
+
+
+@ddt.ddt
+class HostConfTestCase(testtools.TestCase):
+    """/etc/cinder-zol/host.conf keys and their defaults."""
+
+    def test_defaults(self):
+        conf = config.parse('datasets = %s\n' % PARENT)
+        self.assertEqual([3260, 4420], conf.target_ports)
+        self.assertEqual(4, conf.max_streams)
+        self.assertEqual([], conf.pool_features)
+
+    def test_keys(self):
+        conf = config.parse('datasets = %s\ntarget_ports = 3260 13260\n'
+                            'max_streams = 2\npool_features = zstd dedup\n'
+                            % PARENT)
+        self.assertEqual([3260, 13260], conf.target_ports)
+        self.assertEqual(2, conf.max_streams)
+        self.assertEqual(['zstd', 'dedup'], conf.pool_features)
+        self.assertEqual([], config.parse('target_ports =').target_ports)
+
+    @ddt.data('target_ports = 3260 x', 'target_ports = 0',
+              'target_ports = 65536', 'target_ports = \u0663260',
+              'max_streams = 0', 'max_streams = -1',
+              'pool_features = zstd bogus')
+    def test_bad_values(self, line):
+        e = self.assertRaises(errors.Unavailable, config.parse,
+                              'datasets = %s\n%s\n' % (PARENT, line))
+        self.assertIn(config.PATH, str(e))
+
+    def test_check_port(self):
+        conf = config.parse('target_ports = 3260 13260')
+        self.assertEqual(13260, conf.check_port(13260))
+        for port in (4420, '3260', True, None, 3260.0):
+            e = self.assertRaises(errors.Refused, conf.check_port, port)
+            self.assertIn('"target_ports" in %s' % config.PATH, e.hint)
+            self.assertIn('setup-storage-host.sh --target-port', e.hint)
