@@ -648,6 +648,9 @@ class LabGuest:
         from cinder_zol.host import bundle
         args = ['--pool', self.pool, '--dataset', self.parent_dataset,
                 '--device', '/dev/vdb']
+        # targets may listen on the ports the lab forwards, and only there
+        for port in (self.iscsi_port, self.iscsi_port2, self.nvme_port):
+            args += ['--target-port', str(port)]
         if self.mode == 'root':
             args.append('--root')
         else:

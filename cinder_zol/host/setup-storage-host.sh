@@ -11,7 +11,7 @@
 #
 # Prerequisites (Debian 12 or 13, apt sources with "main contrib"):
 #   apt-get install linux-headers-amd64 zfs-dkms zfsutils-linux python3 sudo \
-#       tgt targetcli-fb python3-rtslib-fb
+#       tgt targetcli-fb python3-rtslib-fb libpam-systemd
 #
 # Least privilege (default): the driver logs in as an unprivileged account
 # (--user, default cinder-zol) whose key sshd forces to run
@@ -20,6 +20,25 @@
 # `zfs allow` on the parent dataset only; target changes and zvol data go
 # through one root helper, the only command sudo allows it.
 # --root instead keeps the driver logging in as root (labs).
+#
+# The pool is shared: the driver's key cannot take it all nor change it.
+# - The parent dataset gets a zfs quota (the account cannot change it): all
+#   volumes, snapshots and image cache entries below it together take at
+#   most that much. By default (on a parent without a quota yet) it is the
+#   pool's usable size less --pool-reserve percent, which stays free for
+#   the pool's other datasets and for ZFS itself; --quota sets it outright
+#   (e.g. 500G, or none). An existing quota is kept unless one is given.
+# - Property values that change pool-wide state are refused unless
+#   --pool-feature enables them (host.conf pool_features): dedup (any value
+#   but off), checksum sha512/skein/edonr/blake3, compression zstd*
+#   (zstd_compress) and volblocksize above 128K (large_blocks). Once used,
+#   such a feature stays active and older OpenZFS cannot import the pool.
+# - Every zvol is made volmode=dev (no partition devices), a udev rule
+#   keeps blkid and the persistent-storage links off zvols (zd*), and LVM
+#   ignores /dev/zd*: nothing on the host probes, mounts or activates what
+#   tenants write. The /dev/zvol/... links of OpenZFS stay.
+# - Memory and tasks of the account's processes (user-UID.slice, the root
+#   helper's data streams included) are bounded.
 #
 # Options:
 #   --pool NAME            zpool to use or create                (tank)
@@ -31,6 +50,18 @@
 #   --root                 no account: the driver logs in as root
 #   --target-helper H      target started at boot: tgtadm or lioadm (tgtadm)
 #   --properties LIST      extra zfs properties volume types may set
+#   --quota SIZE           quota of the parent dataset, or none
+#                          (default: the pool less --pool-reserve)
+#   --pool-reserve PCT     percent of the pool kept out of the default
+#                          quota                                  (20)
+#   --pool-feature F       allow properties that activate F: dedup, zstd,
+#                          large_blocks, sha512, skein, edonr, blake3
+#                          (repeat; default none)
+#   --target-port PORT     a TCP port targets may listen on (repeat;
+#                          default 3260 for tgt/LIO, and 4420 with nvmet)
+#   --max-streams N        zvol data streams the root helper runs at once (4)
+#   --memory-max SIZE      MemoryMax of the account's user slice   (2G)
+#   --tasks-max N          TasksMax of the account's user slice    (512)
 # Every step is idempotent; an existing pool is used as is.
 set -euo pipefail
 
@@ -44,6 +75,13 @@ KEY_FROM=
 ROOT_MODE=0
 HELPER=tgtadm
 EXTRA_PROPS=
+QUOTA=
+POOL_RESERVE=20
+FEATURES=()
+PORTS=()
+MAX_STREAMS=4
+MEMORY_MAX=2G
+TASKS_MAX=512
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -56,6 +94,13 @@ while [ $# -gt 0 ]; do
         --root) ROOT_MODE=1; shift ;;
         --target-helper) HELPER=$2; shift 2 ;;
         --properties) EXTRA_PROPS=$2; shift 2 ;;
+        --quota) QUOTA=$2; shift 2 ;;
+        --pool-reserve) POOL_RESERVE=$2; shift 2 ;;
+        --pool-feature) FEATURES+=("$2"); shift 2 ;;
+        --target-port) PORTS+=("$2"); shift 2 ;;
+        --max-streams) MAX_STREAMS=$2; shift 2 ;;
+        --memory-max) MEMORY_MAX=$2; shift 2 ;;
+        --tasks-max) TASKS_MAX=$2; shift 2 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup-storage-host: unknown option $1" >&2; exit 2 ;;
     esac
@@ -70,6 +115,19 @@ esac
 [[ "$PARENT" =~ ^[A-Za-z0-9][A-Za-z0-9_.:-]*(/[A-Za-z0-9][A-Za-z0-9_.:-]*)+$ ]] || {
     echo "setup-storage-host: bad --dataset $PARENT" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "setup-storage-host: run as root" >&2; exit 2; }
+bad() { echo "setup-storage-host: bad $1" >&2; exit 2; }
+[[ -z "$QUOTA" || "$QUOTA" = none || "$QUOTA" =~ ^[0-9]+[KMGTP]?$ ]] || bad "--quota $QUOTA"
+[[ "$POOL_RESERVE" =~ ^[0-9]{1,2}$ ]] || bad "--pool-reserve $POOL_RESERVE (0-99)"
+for f in ${FEATURES[@]+"${FEATURES[@]}"}; do
+    case "$f" in dedup|zstd|large_blocks|sha512|skein|edonr|blake3) ;;
+        *) bad "--pool-feature $f" ;; esac
+done
+for p in ${PORTS[@]+"${PORTS[@]}"}; do
+    [[ "$p" =~ ^[1-9][0-9]{0,4}$ && "$p" -le 65535 ]] || bad "--target-port $p"
+done
+[[ "$MAX_STREAMS" =~ ^[1-9][0-9]{0,2}$ ]] || bad "--max-streams $MAX_STREAMS"
+[[ "$MEMORY_MAX" =~ ^[1-9][0-9]*[KMGT]?$ ]] || bad "--memory-max $MEMORY_MAX"
+[[ "$TASKS_MAX" =~ ^[1-9][0-9]*$ ]] || bad "--tasks-max $TASKS_MAX"
 
 say() { echo "setup-storage-host: $*"; }
 LIB=/usr/lib/cinder-zol
@@ -98,6 +156,17 @@ else
     say "creating dataset $PARENT"
     zfs create -p "$PARENT"
 fi
+# the parent's share of the pool (the model above)
+if [ -z "$QUOTA" ] && [ "$(zfs get -H -p -o value quota "$PARENT")" = 0 ]; then
+    pool_size=$(( $(zfs get -H -p -o value used "$POOL") +
+                  $(zfs get -H -p -o value available "$POOL") ))
+    QUOTA=$(( pool_size / 100 * (100 - POOL_RESERVE) ))
+fi
+if [ -n "$QUOTA" ] && ! zfs set quota="$QUOTA" "$PARENT"; then
+    echo "setup-storage-host: cannot set quota=$QUOTA on $PARENT (below what it uses?); give --quota" >&2
+    exit 1
+fi
+say "quota of $PARENT: $(zfs get -H -o value quota "$PARENT") (pool $POOL: $(zfs get -H -o value available "$POOL") free)"
 
 # 2. the host component ------------------------------------------------------
 for f in "$SOURCE"/*.py; do [ -e "$f" ] || { say "no *.py next to $0"; exit 1; }; done
@@ -126,6 +195,10 @@ helpers=()
 command -v tgtadm >/dev/null && helpers+=(tgtadm)
 python3 -c 'import rtslib_fb' 2>/dev/null && helpers+=(lioadm)
 modinfo nvmet-tcp >/dev/null 2>&1 && helpers+=(nvmet)
+if [ ${#PORTS[@]} = 0 ]; then
+    [[ " ${helpers[*]} " =~ " tgtadm "|" lioadm " ]] && PORTS+=(3260)
+    [[ " ${helpers[*]} " =~ " nvmet " ]] && PORTS+=(4420)
+fi
 agent_user=$USER_NAME
 [ "$ROOT_MODE" = 1 ] && agent_user=root
 if [ "$ROOT_MODE" = 0 ] && ! id "$USER_NAME" >/dev/null 2>&1; then
@@ -141,6 +214,12 @@ datasets = $PARENT
 target_helpers = ${helpers[*]}
 # account the driver logs in as
 user = $agent_user
+# TCP ports targets may listen on (--target-port)
+target_ports = ${PORTS[*]}
+# zvol data streams the root helper runs at once (--max-streams)
+max_streams = $MAX_STREAMS
+# pool features that zfs properties may activate (--pool-feature)
+pool_features = ${FEATURES[*]}
 EOF
 mv -f /etc/cinder-zol/host.conf.new /etc/cinder-zol/host.conf
 cat >/etc/tmpfiles.d/cinder-zol.conf <<EOF
@@ -149,6 +228,35 @@ d /run/cinder-zol 0700 $agent_user $agent_user -
 d /run/cinder-zol-target 0700 root root -
 EOF
 systemd-tmpfiles --create /etc/tmpfiles.d/cinder-zol.conf
+
+# 3b. what tenants write stays opaque to the host ---------------------------
+# zvols are volmode=dev (no partition devices). No blkid either: no
+# /dev/disk/by-label|by-uuid links from tenant data, so no LVM, md or
+# btrfs rule sees a signature to act on. 60-zvol.rules of OpenZFS (the
+# /dev/zvol/... links, zvol_id) does not look at this flag.
+cat >/etc/udev/rules.d/59-cinder-zol-zvol.rules <<'EOF'
+# cinder-zol (setup-storage-host.sh): never probe what tenants write into zvols
+KERNEL=="zd*", SUBSYSTEM=="block", ENV{UDEV_DISABLE_PERSISTENT_STORAGE_RULES_FLAG}="1"
+EOF
+command -v udevadm >/dev/null && udevadm control --reload || true
+# LVM's own scans (boot-time activation, pvscan) skip zvols as well
+ZD_FILTER='"r|^/dev/zd.*|"'
+if command -v lvmconfig >/dev/null; then
+    filter=$(lvmconfig devices/global_filter 2>/dev/null || true)
+    if [ -z "$filter" ]; then
+        cat >>/etc/lvm/lvmlocal.conf <<EOF
+# cinder-zol (setup-storage-host.sh): LVM never scans zvols
+devices {
+    global_filter = [ $ZD_FILTER ]
+}
+EOF
+        say "LVM: global_filter = [ $ZD_FILTER ] (/etc/lvm/lvmlocal.conf)"
+    elif [[ "$filter" != *'/dev/zd'* ]]; then
+        say "WARNING: LVM has its own $filter: add $ZD_FILTER to it first"
+    fi
+else
+    say "no LVM here; if it is installed later, set devices/global_filter = [ $ZD_FILTER ]"
+fi
 
 # 4. the driver's account (least privilege) ---------------------------------
 if [ "$ROOT_MODE" = 0 ]; then
@@ -176,6 +284,29 @@ EOF
     fi
     [ -s "/etc/ssh/authorized_keys/$USER_NAME" ] ||
         say "WARNING: no key in /etc/ssh/authorized_keys/$USER_NAME yet (--authorized-key)"
+    if [ -n "$AUTH_KEY" ] && [ -z "$KEY_FROM" ]; then
+        cat >&2 <<EOF
+setup-storage-host: WARNING: --key-from was not given: the driver's key
+setup-storage-host: WARNING: works from ANY address. Restrict it to the
+setup-storage-host: WARNING: cinder-volume hosts, e.g. --key-from 192.0.2.10,192.0.2.11
+EOF
+    fi
+    # what the account's processes may hold (the root helper's zvol data
+    # streams run in its session too): a bound, not a budget
+    uid=$(id -u "$USER_NAME")
+    mkdir -p "/etc/systemd/system/user-$uid.slice.d"
+    cat >"/etc/systemd/system/user-$uid.slice.d/cinder-zol.conf" <<EOF
+# cinder-zol (setup-storage-host.sh --memory-max, --tasks-max)
+[Slice]
+MemoryMax=$MEMORY_MAX
+TasksMax=$TASKS_MAX
+EOF
+    systemctl daemon-reload
+    systemctl set-property --runtime "user-$uid.slice" MemoryMax="$MEMORY_MAX" TasksMax="$TASKS_MAX" 2>/dev/null || true
+    say "user-$uid.slice of $USER_NAME: MemoryMax=$MEMORY_MAX TasksMax=$TASKS_MAX"
+    # only logind puts an SSH login into its user slice
+    grep -qs pam_systemd /etc/pam.d/common-session ||
+        say "WARNING: no pam_systemd (libpam-systemd): SSH logins of $USER_NAME stay in ssh.service and these bounds do not apply"
     cat >/etc/ssh/sshd_config.d/cinder-zol.conf <<EOF
 # cinder-zol: the driver's key may only talk to the agent.
 Match User $USER_NAME
@@ -230,7 +361,25 @@ ExecStartPost=$LIBEXEC/cinder-zol-tgt-portals
 EOF
     fi
 done
+# nvmet keeps no configuration: the root helper records each export in
+# /var/lib/cinder-zol-target and re-creates them at boot, with or without a
+# cinder-volume running (tgt and LIO load their own configuration)
+cat >/etc/systemd/system/cinder-zol-target-restore.service <<EOF
+[Unit]
+Description=cinder-zol: re-create the recorded nvmet exports
+After=zfs-volumes.target sys-kernel-config.mount network-online.target
+Wants=zfs-volumes.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=$LIBEXEC/cinder-zol-target restore
+
+[Install]
+WantedBy=multi-user.target
+EOF
 systemctl daemon-reload
+systemctl enable cinder-zol-target-restore.service >/dev/null 2>&1
 systemctl enable zfs-volume-wait.service zfs-volumes.target >/dev/null 2>&1 || true
 # tgt and LIO both listen on port 3260: only one starts at boot
 if [ "$HELPER" = tgtadm ]; then
