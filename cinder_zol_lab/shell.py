@@ -289,8 +289,9 @@ class GuestShell:
         Removes every export (drop_exports) and every dataset below the
         parent. Best effort: errors do not raise.
         """
-        return self.run(_DROP_EXPORTS + _DESTROY_CHILDREN.replace(
-            'PARENT', shlex.quote(self.parent)), check=False)
+        script = _DROP_EXPORTS + _FORGET_RECORDS + _DESTROY_CHILDREN
+        return self.run(script.replace('PARENT', shlex.quote(self.parent)),
+                        check=False)
 
 
 _DROP_EXPORTS = r'''
@@ -316,6 +317,9 @@ if [ -d $n ]; then
     rmdir $n/subsystems/* $n/ports/* $n/hosts/* 2>/dev/null
 fi
 '''
+
+# the root helper's export records (nvmet's boot restore reads them)
+_FORGET_RECORDS = 'rm -rf /var/lib/cinder-zol-target/*\n'
 
 _DESTROY_CHILDREN = r'''
 for d in $(zfs list -H -o name -t filesystem,volume -d 1 PARENT |

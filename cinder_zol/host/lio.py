@@ -48,6 +48,7 @@ class _Restore(object):
 class Backend(object):
 
     tool = 'lioadm'
+    restores_itself = True    # rtslib-fb-targetctl loads saveconfig.json
 
     def __init__(self, executor):
         self.executor = executor
@@ -184,6 +185,26 @@ class Backend(object):
             created.append(self.rtslib.MappedLUN(acl, lun.lun, lun.lun))
 
     # -- operations ------------------------------------------------------
+
+    def storage(self, name, iqn):
+        """The devices behind the target's LUNs and the backstore ``name``.
+
+        A removal deletes both; None when neither exists.
+        """
+        root = self._root()
+        try:
+            target = self._target(root, iqn)
+            so = self._storage_object(root, name)
+            if target is None and so is None:
+                return None
+            found = [so.udev_path] if so is not None else []
+            for tpg in target.tpgs if target else ():
+                found.extend(lun.storage_object.udev_path
+                             for lun in tpg.luns)
+            return found
+        except Exception as e:
+            raise errors.TargetError('reading the LIO export %s failed'
+                                     % iqn, '%s: %s' % (type(e).__name__, e))
 
     def export(self, name, iqn, device, chap, initiators, ports, serial):
         root = self._root()

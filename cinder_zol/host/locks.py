@@ -88,3 +88,78 @@ def hold(directory, name, shared=False, wait=DEFAULT_WAIT, owners=None):
 def lock_name(dataset):
     """A file name for a dataset's lock: tank/cinder -> tank%cinder."""
     return dataset.replace('/', '%')
+
+
+@contextlib.contextmanager
+def hold_any(directory, name, count, wait=DEFAULT_WAIT, what=None, hint=''):
+    """Hold one of ``count`` exclusive slots ``name-<i>`` for the block.
+
+    A counting semaphore every process on the storage host shares; a dead
+    holder frees its slot with its process.
+    """
+    ensure_dir(directory)
+    fds = []
+    try:
+        for i in range(count):
+            fds.append(os.open(os.path.join(directory, '%s-%d.lock'
+                                            % (name, i)),
+                               os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW |
+                               os.O_CLOEXEC, 0o600))
+        deadline = time.monotonic() + wait
+        while True:
+            for fd in fds:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError as e:
+                    if e.errno not in (errno.EAGAIN, errno.EACCES):
+                        raise
+                    continue
+                yield
+                return
+            if time.monotonic() >= deadline:
+                raise errors.Busy('%d %s already run on the storage host; '
+                                  'none ended within %s s'
+                                  % (count, what or name, wait), hint=hint)
+            time.sleep(0.1)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# The kernel's id of the running boot: a new one at every boot.
+BOOT_ID = '/proc/sys/kernel/random/boot_id'
+
+
+def _boot_id():
+    with open(BOOT_ID) as f:
+        return f.read().strip()
+
+
+def _boot_marker(directory, name):
+    return os.path.join(directory, name + '.boot')
+
+
+def done_this_boot(directory, name):
+    """Whether mark_done_this_boot(directory, name) ran since the boot."""
+    try:
+        with open(_boot_marker(directory, name)) as f:
+            return f.read().strip() == _boot_id()
+    except OSError:
+        return False
+
+
+def mark_done_this_boot(directory, name):
+    """Record that the work due once per boot is done (atomically)."""
+    path = _boot_marker(directory, name)
+    tmp = '%s.%d' % (path, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC |
+                     os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, 'w') as f:
+            f.write(_boot_id() + '\n')
+        os.replace(tmp, path)
+    except OSError as e:
+        raise errors.Unavailable('cannot record the boot in %s' % path,
+                                 e.strerror or str(e),
+                                 'setup-storage-host.sh creates %s '
+                                 '(systemd-tmpfiles).' % directory)

@@ -24,8 +24,10 @@ terminates the connection).
 Online extend: ``revalidate_size`` (Linux 5.11+) makes nvmet re-read the
 zvol's size and tell the hosts (an asynchronous event, they rescan).
 
-Nothing is saved: after a reboot ``ensure_export`` recreates the exports
-(same NQN, uuid and nguid).
+nvmet saves nothing: the root helper records each export
+(:mod:`cinder_zol.host.records`) and re-creates them at boot
+(``cinder-zol-target restore``, same NQN, uuid and nguid); ``ensure_export``
+does the same when cinder-volume starts.
 """
 
 import os
@@ -48,6 +50,7 @@ def _error(what, e):
 class Backend(object):
 
     tool = 'nvmet'
+    restores_itself = False   # records.py and restore() bring it back
 
     def __init__(self, executor, root=ROOT, module_dir='/sys/module'):
         self.executor = executor
@@ -187,6 +190,22 @@ class Backend(object):
                 pass
 
     # -- operations ------------------------------------------------------
+
+    def storage(self, name, nqn):
+        """The device of each namespace that has one.
+
+        None when there is no such subsystem.
+        """
+        subsys = self._subsys(nqn)
+        if not self._exists(subsys):
+            return None
+        try:
+            paths = [self._read('%s/namespaces/%s/device_path'
+                                % (subsys, nsid))
+                     for nsid in self._list(subsys + '/namespaces')]
+        except OSError as e:
+            raise _error('reading the nvmet export %s failed' % nqn, e)
+        return [p for p in paths if p]
 
     def export(self, name, nqn, device, chap, initiators, ports, serial):
         if chap:

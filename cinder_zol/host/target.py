@@ -12,6 +12,14 @@ line allows exactly that program). Whoever calls, the helper itself:
   and that the /dev/zvol link resolves to a zvol device node,
 * takes its own lock in a root-only directory,
 * never logs a CHAP secret; secrets and initiator lists arrive as JSON.
+
+It also owns the binding between a zvol and its target (:func:`bound`):
+the driver names the target (``target_prefix`` + the zvol's name), but a
+name alone proves nothing, since the key that sends it may be stolen. The
+helper acts on an existing target, TPG, backstore, LUN, ACL or subsystem
+only when everything it serves is the named zvol of an allowed parent (or,
+for a target left without storage by a crash, when its own record says the
+target is that zvol's); anything else is somebody else's and refused.
 """
 
 import importlib
@@ -30,6 +38,7 @@ from . import locks
 from . import log
 from . import names
 from . import ops
+from . import records
 
 _ZVOL_NODE = re.compile(r'^/dev/zd[0-9]+$')
 CHUNK = 1 << 20
@@ -110,6 +119,64 @@ def locked(host):
     return locks.hold(host.target_lock_dir, 'targets', wait=host.lock_wait)
 
 
+def device_of(link):
+    """The path exports name a zvol by: its /dev/zvol link.
+
+    Unlike /dev/zdN, the link stays the zvol's across reboots, so a
+    target's storage tells which zvol it serves.
+    """
+    return link
+
+
+def bound(host, parent, name, helper, iqn):
+    """Refuse IQN (or NQN) unless it is the target of PARENT/NAME.
+
+    The name must be the driver's (``target_prefix`` + the zvol's name),
+    and an existing target may serve nothing but that zvol's device; one
+    that serves nothing (a crash between its creation and its LUN) is ours
+    only if our record says so. A zvol under the parent that cinder-zol
+    does not manage is never bound, exported or not. Returns the device.
+    """
+    if len(iqn) <= len(name) or not iqn.endswith(name):
+        raise errors.Refused('target %s is not named after the volume %s '
+                             '(target_prefix + name)' % (iqn, name))
+    zfs_host = host.zfs(parent)
+    ds = zfs_host.get(name)
+    if ds is not None and not ds.managed:
+        raise errors.NotOwned('%s is not managed by cinder-zol'
+                              % zfs_host.path(name))
+    device = host.device_of(zfs_host.device(name))
+    storage = backend(host, helper).storage(name, iqn)
+    if storage is None:
+        return device
+    foreign = sorted(set(s for s in storage if s != device))
+    if foreign:
+        raise errors.Refused(
+            'target %s (or the backstore %s) serves %s, not %s: it is not '
+            'the cinder-zol export of %s' % (
+                iqn, name, ', '.join(foreign), device, zfs_host.path(name)),
+            hint='Another tool or backend made it; cinder-zol leaves it '
+                 'alone.')
+    if not storage:
+        record = records.read(host.target_state_dir, helper, parent, name)
+        if not record or record.get('iqn') != iqn:
+            raise errors.Refused(
+                'target %s serves no storage and is not recorded as the '
+                'export of %s: it is not cinder-zol\'s'
+                % (iqn, zfs_host.path(name)))
+    return device
+
+
+def _record(host, helper, parent, name, iqn, **fields):
+    """Keep what the export is now, merged into its record."""
+    old = records.read(host.target_state_dir, helper, parent, name) or {}
+    if old.get('iqn') != iqn:
+        old = {}
+    record = dict(old, iqn=iqn, helper=helper)
+    record.update(fields)
+    records.write(host.target_state_dir, helper, parent, name, record)
+
+
 def dispatch(host, operation, args, payload):
     """Run a target operation (as root); its result dict."""
     if os.geteuid() != 0:
@@ -117,7 +184,7 @@ def dispatch(host, operation, args, payload):
     return operation.func(host, *args, payload=payload)
 
 
-def _request(payload, *keys):
+def _request(host, payload, *keys):
     """The payload fields an operation needs, validated."""
     values = []
     for key in keys:
@@ -135,7 +202,7 @@ def _request(payload, *keys):
         elif key == 'initiator':
             value = _host_id(value)
         elif key == 'port':
-            _port(value)
+            _port(host, value)
         elif key == 'ports':
             # every port the driver's portals use (multipath); a driver
             # that sends none wants only ``port``
@@ -144,21 +211,28 @@ def _request(payload, *keys):
             if not isinstance(value, list) or not 0 < len(value) <= 16:
                 raise errors.Refused('ports must be a list of 1 to 16 TCP '
                                      'ports')
-            value = sorted(set(_port(v) for v in value))
+            value = sorted(set(_port(host, v) for v in value))
         elif key == 'serial':
             value = names.serial(value)
         elif key == 'wait':
-            if not isinstance(value, (int, float)) or not 0 < value <= 600:
+            if not isinstance(value, (int, float)) or \
+                    not 0 < value <= MAX_WAIT:
                 value = 30
         values.append(value)
     return values
 
 
-def _port(value):
+# The longest an export waits for its /dev/zvol link (the driver asks for
+# less): udev is replayed once after RETRIGGER_AFTER, never more.
+MAX_WAIT = 120
+
+
+def _port(host, value):
+    """A TCP port the operator allows targets to listen on (host.conf)."""
     if isinstance(value, bool) or not isinstance(value, int) or \
             not 0 < value < 65536:
         raise errors.Refused('port %r is not a TCP port' % (value,))
-    return value
+    return host.config.check_port(value)
 
 
 def _host_id(value):
@@ -179,57 +253,114 @@ def export(host, parent, name, helper, payload):
     driver's configuration since) is added back.
     """
     iqn, chap, initiators, ports, serial, wait = _request(
-        payload, 'iqn', 'chap', 'initiators', 'ports', 'serial', 'wait')
+        host, payload, 'iqn', 'chap', 'initiators', 'ports', 'serial',
+        'wait')
     device = managed_zvol(host, parent, name, wait)
     with locked(host):
-        return backend(host, helper).export(name, iqn, device, chap,
-                                            initiators or [], ports, serial)
+        bound(host, parent, name, helper, iqn)
+        # recorded first: a crash half way leaves a target our record names
+        _record(host, helper, parent, name, iqn, serial=serial, ports=ports)
+        result = backend(host, helper).export(name, iqn, device, chap,
+                                              initiators or [], ports, serial)
+        _record(host, helper, parent, name, iqn,
+                initiators=result.get('initiators') or [])
+        return result
 
 
 @ops.op('target-remove', 'PARENT NAME HELPER', payload=True, target=True)
 def remove(host, parent, name, helper, payload):
-    host.config.check_parent(parent)
-    iqn, = _request(payload, 'iqn')
+    iqn, = _request(host, payload, 'iqn')
     with locked(host):
-        return backend(host, helper).remove(name, iqn)
+        bound(host, parent, name, helper, iqn)
+        result = backend(host, helper).remove(name, iqn)
+        records.remove(host.target_state_dir, helper, parent, name)
+        return result
 
 
 @ops.op('target-allow', 'PARENT NAME HELPER', payload=True, target=True)
 def allow(host, parent, name, helper, payload):
-    host.config.check_parent(parent)
-    iqn, initiator, chap = _request(payload, 'iqn', 'initiator', 'chap')
+    iqn, initiator, chap = _request(host, payload, 'iqn', 'initiator', 'chap')
+    managed_zvol(host, parent, name)
     with locked(host):
-        return backend(host, helper).allow(name, iqn, initiator, chap)
+        bound(host, parent, name, helper, iqn)
+        result = backend(host, helper).allow(name, iqn, initiator, chap)
+        _record(host, helper, parent, name, iqn,
+                initiators=result['initiators'])
+        return result
 
 
 @ops.op('target-deny', 'PARENT NAME HELPER', payload=True, target=True)
 def deny(host, parent, name, helper, payload):
     """Remove initiators from the ACL; ``initiators: null`` removes all."""
-    host.config.check_parent(parent)
-    iqn, initiators = _request(payload, 'iqn', 'initiators')
+    iqn, initiators = _request(host, payload, 'iqn', 'initiators')
     with locked(host):
-        return backend(host, helper).deny(name, iqn, initiators)
+        bound(host, parent, name, helper, iqn)
+        result = backend(host, helper).deny(name, iqn, initiators)
+        if records.read(host.target_state_dir, helper, parent, name):
+            _record(host, helper, parent, name, iqn,
+                    initiators=result['initiators'])
+        return result
 
 
 @ops.op('target-resize', 'PARENT NAME HELPER', payload=True, target=True)
 def resize(host, parent, name, helper, payload):
     """Make the live target report the zvol's current size."""
-    iqn, serial = _request(payload, 'iqn', 'serial')
+    iqn, serial = _request(host, payload, 'iqn', 'serial')
     device = managed_zvol(host, parent, name)
     with locked(host):
+        bound(host, parent, name, helper, iqn)
         return backend(host, helper).resize(name, iqn, device, serial)
 
 
 @ops.op('target-show', 'PARENT NAME HELPER', payload=True, target=True)
 def show(host, parent, name, helper, payload):
-    host.config.check_parent(parent)
-    iqn, = _request(payload, 'iqn')
-    return backend(host, helper).show(name, iqn)
+    iqn, = _request(host, payload, 'iqn')
+    with locked(host):
+        bound(host, parent, name, helper, iqn)
+        return backend(host, helper).show(name, iqn)
 
 
 @ops.op('target-version', 'HELPER', target=True)
 def version(host, helper, payload):
     return backend(host, helper).version()
+
+
+def restore(host):
+    """Re-create the recorded exports of helpers that forget at a reboot.
+
+    tgt and LIO load their own configuration at boot; nvmet keeps none,
+    so its exports come back from the records (run at boot by
+    cinder-zol-target-restore.service, after the zvol links exist). Each
+    export is restored on its own; the record of a zvol that is gone or no
+    longer managed is dropped. Returns the number of exports that could
+    not be restored.
+    """
+    failed = 0
+    for helper in host.config.target_helpers:
+        target_backend = backend(host, helper)
+        if target_backend.restores_itself:
+            continue
+        for record in records.every(host.target_state_dir, helper):
+            parent, name = record.get('parent'), record.get('name')
+            try:
+                iqn, initiators, ports, serial = _request(
+                    host, record, 'iqn', 'initiators', 'ports', 'serial')
+                device = managed_zvol(host, parent, name)
+                with locked(host):
+                    bound(host, parent, name, helper, iqn)
+                    target_backend.export(name, iqn, device, None,
+                                          initiators or [], ports, serial)
+                log.syslog('restored the %s export of %s/%s'
+                           % (helper, parent, name))
+            except (errors.NotFound, errors.NotOwned) as e:
+                records.remove(host.target_state_dir, helper, parent, name)
+                log.syslog('dropped the %s export record of %s/%s: %s'
+                           % (helper, parent, name, e))
+            except errors.HostError as e:
+                failed += 1
+                log.syslog('cannot restore the %s export of %s/%s: %s'
+                           % (helper, parent, name, e), True)
+    return failed
 
 
 # -- zvol data -------------------------------------------------------------
@@ -241,9 +372,11 @@ def version(host, helper, payload):
 HEADER = 16
 # The driver sends records of at most CHUNK bytes; a longer one is refused
 # before anything is allocated for it.
-MAX_RECORD = 16 * CHUNK
+MAX_RECORD = 4 * CHUNK
 # Records read ahead of the zvol writes: reading the next records from the
-# SSH pipe overlaps writing the current one (both let go of the GIL).
+# SSH pipe overlaps writing the current one (both let go of the GIL). With
+# MAX_RECORD, a stream holds at most 32 MiB of root's memory, and at most
+# host.conf's ``max_streams`` streams run at once (:func:`stream_slot`).
 READ_AHEAD = 8
 _POLL = 0.1
 
@@ -263,11 +396,12 @@ def stream(host, operation, args, inp, out):
     parent, name = args
     try:
         device = managed_zvol(host, parent, name)
-        if operation.name == 'write':
-            result = _receive(device, inp)
-        else:
-            result = _send(device, out.buffer if hasattr(out, 'buffer')
-                           else out)
+        with stream_slot(host):
+            if operation.name == 'write':
+                result = _receive(device, inp)
+            else:
+                result = _send(device, out.buffer if hasattr(out, 'buffer')
+                               else out)
     except errors.HostError as e:
         sys.stderr.write('cinder-zol-target: %s\n' % e)
         if operation.name == 'write':
@@ -278,6 +412,19 @@ def stream(host, operation, args, inp, out):
         out.write(json.dumps({'ok': True, 'result': result}) + '\n')
         out.flush()
     return 0
+
+
+def stream_slot(host):
+    """One of host.conf's ``max_streams`` places for a zvol data stream.
+
+    Every key holder's stream costs root memory and zvol bandwidth; past
+    the limit a stream waits (up to the lock wait), then is refused.
+    """
+    return locks.hold_any(host.target_lock_dir, 'stream',
+                          host.config.max_streams, wait=host.lock_wait,
+                          what='zvol data streams',
+                          hint='Raise max_streams in %s if the storage host '
+                               'can take more at once.' % config_mod.PATH)
 
 
 def _read_exact(inp, size):
@@ -436,23 +583,15 @@ def main(argv=None):
     from . import agent
     argv = list(sys.argv[1:] if argv is None else argv)
     log.enable_syslog()
+    log.set_origin('root helper request for %s'
+                   % os.environ.get('SUDO_USER', 'root'))
     try:
         host = agent.Host(config_mod.load())
-        if argv == ['session']:
-            return agent.session(host, target_only=True)
-        operation, args = ops.parse(argv, host.config)
-        if not operation.target:
-            raise errors.Refused('%s is not a root helper operation'
-                                 % operation.name)
-        log.syslog('root helper (for %s): %s'
-                   % (os.environ.get('SUDO_USER', '?'), ' '.join(argv)))
-        if operation.stream:
-            return stream(host, operation, args, sys.stdin.buffer,
-                          sys.stdout)
-        payload = agent._read_payload(sys.stdin.buffer)
-        result = dispatch(host, operation, args, payload)
     except errors.HostError as e:
         agent._write(agent.reply_error(e))
-        return agent.REFUSED_EXIT if isinstance(e, errors.Refused) else 1
-    agent._write(agent.reply_ok(result))
-    return 0
+        return 1
+    if argv == ['session']:
+        return agent.session(host, target_only=True)
+    if argv == ['restore']:   # root only: sudoers never allows it
+        return 1 if restore(host) else 0
+    return agent.one_request(host, argv, target_only=True)

@@ -189,6 +189,7 @@ def _scrub(text, secrets):
 class Backend(object):
 
     tool = 'tgtadm'
+    restores_itself = True    # tgt.service loads conf.d at boot
 
     def __init__(self, executor, conf_dir=CONF_DIR):
         self.executor = executor
@@ -362,6 +363,17 @@ class Backend(object):
                                      % self.conf_path(name), e.strerror)
 
     # -- operations ------------------------------------------------------
+
+    def storage(self, name, iqn):
+        """What the live target serves (LUN 0 is tgt's controller).
+
+        None when tgtd has no such target.
+        """
+        live = self.targets().get(iqn)
+        if live is None:
+            return None
+        return [path for lun, path in sorted(live['luns'].items())
+                if lun != 0]
 
     def export(self, name, iqn, device, chap, initiators, ports, serial):
         listening = self.listen(ports)

@@ -195,3 +195,49 @@ class NvmetExportTestCase(base.LabTestCase):
         vol.provider_location = None
         self.driver.remove_export(self.ctxt, vol)
         self.driver.delete_volume(vol)
+
+    def test_storage_host_reboot_with_cinder_volume_running(self):
+        """nvmet forgets its exports at a reboot; they come back by boot.
+
+        The root helper's records restore them before, and without, any
+        driver call.
+        """
+        host = self.host_nqn()
+        vol = self.volume(1)
+        self.driver.create_volume(vol)
+        info = self.export(vol, host)
+        data = info['data']
+        self.attached(vol, host)
+        self.connect(data, host)
+        dev = self.device(data['vol_uuid'])
+        written = self.guest(
+            'head -c %d /dev/urandom > /var/tmp/nvme.in; '
+            'dd if=/var/tmp/nvme.in of=%s bs=1M oflag=direct status=none; '
+            'md5sum < /var/tmp/nvme.in' % (4 * MiB, dev)).split()[0]
+        before = self.configfs()
+        self.shell.reboot()
+        print(self.guest('systemctl status --no-pager '
+                         'cinder-zol-target-restore.service; true',
+                         check=False))
+        # back by itself: the same subsystem, host and port
+        self.assertEqual(before, self.configfs())
+        self.assertEqual([host], self.allowed(data['target_nqn']))
+        self.assertEqual('active', self.guest(
+            'systemctl show -P ActiveState '
+            'cinder-zol-target-restore.service').strip())
+        # the guest is its own initiator, so it rebooted too: it connects
+        # again with the same host NQN and finds the data
+        self.guest('modprobe nvme-tcp')
+        self.connect(data, host)
+        dev = self.device(data['vol_uuid'])
+        self.assertEqual(written, self.guest(
+            'dd if=%s bs=1M count=4 iflag=direct status=none | md5sum'
+            % dev).split()[0])
+        self.guest('nvme disconnect -n %s >/dev/null'
+                   % q(data['target_nqn']))
+        # the same driver object (cinder-volume kept running) goes on
+        self.assertFalse(self.driver.terminate_connection(
+            vol, self.connector(host)))
+        self.driver.remove_export(self.ctxt, vol)
+        self.assertEqual([], self.configfs())
+        self.driver.delete_volume(vol)

@@ -60,6 +60,8 @@ def make_host(zfs=None, datasets=(PARENT,), helpers=('tgtadm', 'lioadm'),
     host.devices = FakeDevices(zfs, tmp)
     host.wait_for_device = (lambda link, wait, retrigger=None:
                             host.devices.path(link, wait))
+    host.device_of = host.devices.known
+    host.target_state_dir = os.path.join(tmp, 'target-state')
     host.tmp = tmp
     return host
 
@@ -71,6 +73,14 @@ class FakeDevices(object):
         self.zfs = zfs
         self.dir = os.path.join(tmp, 'dev')
         os.mkdir(self.dir)
+        self.links = {}     # /dev/zvol link -> the file it was given as
+
+    def known(self, link):
+        """What exports name the zvol of ``link`` by (device_of).
+
+        The file it was first given as, else the link itself.
+        """
+        return self.links.get(link, link)
 
     def path(self, link, wait=None):
         ds = self.zfs.datasets[link[len('/dev/zvol/'):]]
@@ -80,6 +90,7 @@ class FakeDevices(object):
             ds['device'] = os.path.join(self.dir, 'zd%d' % len(
                 os.listdir(self.dir)))
         path = ds['device']
+        self.links[link] = path
         size = ds['volsize']
         with open(path, 'ab') as f:
             if f.tell() < size:
@@ -149,10 +160,17 @@ class RecordingTargetBackend(object):
     """
 
     tool = 'recording'
+    restores_itself = True
 
     def __init__(self):
         self.exports = {}
         self.calls = []
+
+    def storage(self, name, iqn):
+        entry = self.exports.get(name)
+        if entry is None or entry['iqn'] != iqn:
+            return None
+        return [entry['device']]
 
     def export(self, name, iqn, device, chap, initiators, ports, serial):
         self.calls.append(('export', name, list(initiators)))

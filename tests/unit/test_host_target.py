@@ -34,6 +34,8 @@ class TargetRequestTestCase(testtools.TestCase):
     def setUp(self):
         super().setUp()
         self.host = host_fixture.make_host()
+        # the multipath ports the operator allowed in host.conf
+        self.host.config.target_ports = [3260, 3261, 3262]
         self.backend = host_fixture.RecordingTargetBackend()
         self.host.target_backends['tgtadm'] = self.backend
         self.zfs = self.host.executor.tools['zfs']
