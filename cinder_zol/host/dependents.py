@@ -48,6 +48,18 @@ def owned(ds):
     return ds
 
 
+def owned_dataset(host, name, what):
+    """``name`` read with its snapshots; NotFound or NotOwned otherwise.
+
+    ``what`` says what failed, e.g. 'extend'.
+    """
+    ds = host.get(name)
+    if ds is None:
+        raise errors.NotFound('%s of %s failed' % (what, host.path(name)),
+                              'dataset does not exist')
+    return owned(ds)
+
+
 def _undo(steps, what):
     """Run undo steps newest first, stopping at the first that fails.
 

@@ -262,11 +262,7 @@ def upload(ctx, parent, name, payload):
     died) are removed first.
     """
     host = ctx.zfs(parent)
-    ds = host.get(name)
-    if ds is None:
-        raise errors.NotFound('upload of %s failed' % host.path(name),
-                              'dataset does not exist')
-    dependents.owned(ds)
+    ds = dependents.owned_dataset(host, name, 'upload')
     stale = UPLOAD_PREFIX + name + '-'
     for clone in [c for s in ds.snapshots for c in s.clones]:
         child = host.child_name(clone)

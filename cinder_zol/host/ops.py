@@ -210,11 +210,7 @@ def delete_snapshot(ctx, parent, name, snap, payload):
 def clone(ctx, parent, source, new, size, payload):
     """A new zvol with the current data of ``source``, grown to ``size``."""
     host = ctx.zfs(parent)
-    src = host.get(source)
-    if src is None:
-        raise errors.NotFound('clone of %s failed' % host.path(source),
-                              'dataset does not exist')
-    dependents.owned(src)
+    src = dependents.owned_dataset(host, source, 'clone')
     dependents.clone_volume(host, source, new, _props(payload),
                             _sparse(payload))
     _grow_new(host, new, size, src.volsize)
@@ -266,11 +262,7 @@ def _grow_new(host, name, size, current):
 @op('extend', 'PARENT NAME SIZE')
 def extend(ctx, parent, name, size, payload):
     host = ctx.zfs(parent)
-    ds = host.get(name)
-    if ds is None:
-        raise errors.NotFound('extend of %s failed' % host.path(name),
-                              'dataset does not exist')
-    dependents.owned(ds)
+    ds = dependents.owned_dataset(host, name, 'extend')
     _grow(host, name, size, ds.volsize)
     return {}
 
@@ -288,10 +280,6 @@ def revert(ctx, parent, name, snap, size, payload):
 @op('rename', 'PARENT NAME NAME', lock='exclusive')
 def rename(ctx, parent, old, new, payload):
     host = ctx.zfs(parent)
-    ds = host.get(old)
-    if ds is None:
-        raise errors.NotFound('rename of %s failed' % host.path(old),
-                              'dataset does not exist')
-    dependents.owned(ds)
+    dependents.owned_dataset(host, old, 'rename')
     host.rename(old, new)
     return {}
