@@ -15,10 +15,18 @@ boot, portals included; they go with the target.
 LIO reads the size from the block device: a resize needs nothing here.
 """
 
+import time
+
 from . import errors
 
 LUN = 0
 PORTAL_IP = '0.0.0.0'
+
+# rtslib asks udev whether a device is a disk; right after a zvol appears
+# (its /dev/zvol link already there) udev may not answer that yet. Wait
+# this long for it, and let udev settle once after SETTLE_AFTER seconds.
+DISK_WAIT = 15
+SETTLE_AFTER = 1
 
 
 def _rtslib():
@@ -206,6 +214,22 @@ class Backend(object):
             raise errors.TargetError('reading the LIO export %s failed'
                                      % iqn, '%s: %s' % (type(e).__name__, e))
 
+    def _wait_for_disk(self, device):
+        """Until rtslib takes DEVICE for a disk, or DISK_WAIT is over.
+
+        After that BlockStorageObject fails with rtslib's own message.
+        """
+        start = time.monotonic()
+        settle = self.executor is not None
+        while self.rtslib.utils.get_blockdev_type(device) != 0:
+            waited = time.monotonic() - start
+            if waited >= DISK_WAIT:
+                return
+            if settle and waited >= SETTLE_AFTER:
+                self.executor.run(['udevadm', 'settle', '--timeout=10'])
+                settle = False
+            time.sleep(0.1)
+
     def export(self, name, iqn, device, chap, initiators, ports, serial):
         root = self._root()
         rts = self.rtslib
@@ -215,6 +239,7 @@ class Backend(object):
             target = self._target(root, iqn)
             tpg = self._tpg(target)
             if so is None:
+                self._wait_for_disk(device)
                 so = rts.BlockStorageObject(name, dev=device, wwn=serial)
                 created.append(so)
             elif so.udev_path != device:

@@ -611,7 +611,7 @@ class BlockStorageObject(_Node):
         # filled once from configfs and never reread
         if self.exists or 'block/%s' % name in self._lib.tcm.bs_cache:
             raise RTSLibError('Storage object block/%s exists' % name)
-        if not str(dev).startswith('/dev/'):
+        if self._lib.utils.get_blockdev_type(str(dev)) != 0:
             raise RTSLibError('Device %s is not a TYPE_DISK block device'
                               % dev)
         if exclusive and self._lib.device_in_use(dev):
@@ -766,6 +766,17 @@ class FakeRtslib(object):
         self._iscsi = self.ISCSIFabricModule
         # rtslib_fb.tcm: only its process-wide backstore cache
         self.tcm = types.SimpleNamespace(bs_cache={})
+        # rtslib_fb.utils: the udev lookup of a device's SCSI type
+        self.utils = types.SimpleNamespace(
+            get_blockdev_type=self._blockdev_type)
+        self.udev_late = {}     # device -> lookups that find no device yet
+
+    def _blockdev_type(self, dev):
+        """0 (TYPE_DISK) for /dev paths, None while udev is late or else."""
+        if self.udev_late.get(dev):
+            self.udev_late[dev] -= 1
+            return None
+        return 0 if dev.startswith('/dev/') else None
 
     def clear_elsewhere(self):
         """Empty configfs from another process (``targetcli clearconfig``).

@@ -322,6 +322,36 @@ class LioBackendTestCase(testtools.TestCase):
         self.assertEqual(before, self.rts.dump())
         self.assertEqual([], self.rts.saves)
 
+    def test_export_waits_for_udev_to_know_the_device(self):
+        # the /dev/zvol link is there, udev's record of the disk not yet
+        self.rts.udev_late[DEVICE] = 30
+        self.backend.executor = mock.Mock()
+        clock = iter(range(0, 1000, 1))
+        with mock.patch.object(lio.time, 'monotonic',
+                               side_effect=lambda: next(clock) / 10.0), \
+                mock.patch.object(lio.time, 'sleep'):
+            result = self.export()
+
+        self.assertEqual(0, result['lun'])
+        self.assertEqual(0, self.rts.udev_late[DEVICE])
+        self.backend.executor.run.assert_called_once_with(
+            ['udevadm', 'settle', '--timeout=10'])
+
+    def test_device_udev_never_knows_fails_with_rtslibs_message(self):
+        self.rts.udev_late[DEVICE] = 10 ** 6
+        self.backend.executor = mock.Mock()
+        clock = iter(range(0, 10 ** 6))
+        with mock.patch.object(lio.time, 'monotonic',
+                               side_effect=lambda: float(next(clock))), \
+                mock.patch.object(lio.time, 'sleep'):
+            e = self.assertRaisesHostError(errors.TargetError, self.export)
+
+        self.assertIn('Device %s is not a TYPE_DISK block device' % DEVICE,
+                      e.stderr)
+        self.assertEqual({'storage_objects': [], 'targets': [],
+                          'fabric_modules': []}, self.rts.dump())
+        self.assertEqual([], self.rts.saves)
+
     def test_device_held_by_another_backstore(self):
         self.rts.BlockStorageObject('volume-old', dev=DEVICE)
         before = self.rts.dump()
