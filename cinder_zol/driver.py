@@ -22,8 +22,8 @@ from cinder.volume import volume_utils
 from cinder_zol import exception
 from cinder_zol import groups
 from cinder_zol.host import errors as host_errors
-from cinder_zol.host import ops
 from cinder_zol.host import props as zfs_props
+from cinder_zol.host import wire
 from cinder_zol import images
 from cinder_zol import manage
 from cinder_zol import options
@@ -85,13 +85,13 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
         parent = self.storage.parent
         host = self.runner.host
         version = self.storage.version()
-        if version.get('protocol') != ops.PROTOCOL:
+        if version.get('protocol') != wire.PROTOCOL:
             raise cinder_exception.VolumeBackendAPIException(data=_(
                 'The cinder-zol agent on %(h)s speaks protocol %(got)s, this '
                 'driver %(want)s: install the storage host component of '
                 'this release there (setup-storage-host.sh).')
                 % {'h': host, 'got': version.get('protocol'),
-                   'want': ops.PROTOCOL})
+                   'want': wire.PROTOCOL})
         try:
             kind = self.storage.check_parent()
         except exception.ZfsNotFound:
@@ -108,7 +108,7 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
         self._check_backend_props()
         LOG.info('Storage host %(h)s: OpenZFS %(z)s, agent protocol %(p)s, '
                  'running as uid %(u)s, target helper %(t)s.',
-                 {'h': host, 'z': version.get('zfs'), 'p': ops.PROTOCOL,
+                 {'h': host, 'z': version.get('zfs'), 'p': wire.PROTOCOL,
                   'u': version.get('euid'), 't': self.target.helper})
         self._sweep()
 

@@ -24,13 +24,13 @@ from cinder.i18n import _
 from cinder.objects import fields
 from cinder.volume import volume_utils
 
-from cinder_zol.host import grammar
+from cinder_zol.host import wire
 
 LOG = logging.getLogger(__name__)
 
 # Volumes one group operation may cover: the snapshots of one zfs command
 # (the storage host refuses more).
-MAX_GROUP_VOLUMES = grammar.MAX_SNAPSHOTS
+MAX_GROUP_VOLUMES = wire.MAX_SNAPSHOTS
 
 
 def _consistent(group_or_snapshot):

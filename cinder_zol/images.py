@@ -62,13 +62,13 @@ from cinder.volume import volume_utils
 from cinder_zol.host import errors as host_errors
 from cinder_zol.host import names as host_names
 from cinder_zol.host import props as zfs_props
+from cinder_zol.host import wire
 
 LOG = logging.getLogger(__name__)
 cfg.CONF.import_opt('cinder_internal_tenant_project_id', 'cinder.context')
 cfg.CONF.import_opt('cinder_internal_tenant_user_id', 'cinder.context')
 
-CHUNK = units.Mi
-HEADER = 16
+CHUNK = wire.CHUNK
 _ZERO = bytes(CHUNK)
 
 
@@ -110,11 +110,10 @@ def records(path, sparse=True, stats=None):
                 if not data:
                     break
                 if not sparse or data != _ZERO[:len(data)]:
-                    yield (offset.to_bytes(8, 'big') +
-                           len(data).to_bytes(8, 'big') + data)
+                    yield wire.record_header(offset, len(data)) + data
                     stats['sent'] += len(data)
                 offset += len(data)
-    yield size.to_bytes(8, 'big') + bytes(8)
+    yield wire.end_record(size)
 
 
 def _read_exact(reader, size):
@@ -133,9 +132,8 @@ def write_records(reader, path):
     with open(path, 'wb') as f:
         fd = f.fileno()
         while True:
-            header = _read_exact(reader, HEADER)
-            offset = int.from_bytes(header[:8], 'big')
-            length = int.from_bytes(header[8:], 'big')
+            offset, length = wire.parse_header(
+                _read_exact(reader, wire.HEADER))
             if length == 0:
                 os.ftruncate(fd, offset)
                 return offset
@@ -403,9 +401,8 @@ class ZvolReader(object):
         return data
 
     def _header(self):
-        header = _read_exact(self._reader, HEADER)
-        offset = int.from_bytes(header[:8], 'big')
-        length = int.from_bytes(header[8:], 'big')
+        offset, length = wire.parse_header(
+            _read_exact(self._reader, wire.HEADER))
         if offset < self._pos:
             raise cinder_exception.VolumeBackendAPIException(
                 data=_('the storage host sent data for offset %(o)d after '

@@ -38,6 +38,7 @@ import paramiko
 from cinder.i18n import _
 
 from cinder_zol import exception
+from cinder_zol.host import wire
 
 LOG = logging.getLogger(__name__)
 
@@ -101,12 +102,14 @@ class Runner(object):
     def request(self, program, argv, payload, timeout=None):
         """One request to the storage host agent; its reply line (text).
 
-        ``argv`` is ``[OP, ARG...]`` (logged), ``payload`` a JSON text
-        (never logged: it may carry CHAP secrets). The base version starts
-        ``program OP ARG...`` once per request; SshRunner keeps one agent
-        session per pooled connection instead.
+        ``argv`` is ``[OP, ARG...]`` (logged), ``payload`` a dict (never
+        logged: it may carry CHAP secrets). The base version starts
+        ``program OP ARG...`` once per request, the payload as JSON on its
+        stdin; SshRunner keeps one agent session per pooled connection
+        instead (:func:`cinder_zol.host.wire.request_line`).
         """
-        result = self.run([program] + list(argv), input=payload,
+        result = self.run([program] + list(argv),
+                          input=json.dumps(payload or {}),
                           timeout=timeout, check_exit_code=False)
         return _reply_line(result, program)
 
@@ -141,11 +144,6 @@ def _reply_line(result, program):
         stdout='', stderr=strutils.mask_password(result.stderr.strip()),
         exit_code=result.exit_code, cmd=program,
         description='no reply from %s' % program)
-
-
-def request_line(argv, payload):
-    return json.dumps({'argv': list(argv), 'payload': json.loads(payload)
-                       if payload else {}}) + '\n'
 
 
 class LocalRunner(Runner):
@@ -653,7 +651,7 @@ class SshRunner(Runner):
         timeout = timeout or self.timeout
         cmd = command_line([program, 'session'])
         shown = strutils.mask_password(command_line(list(argv)))
-        line = request_line(argv, payload).encode()
+        line = wire.request_line(argv, payload).encode()
         start = time.monotonic()
 
         def use(conn):

@@ -9,7 +9,6 @@ Cinder objects.
 """
 
 import contextlib
-import json
 
 from oslo_concurrency import processutils
 from oslo_log import log as logging
@@ -20,11 +19,11 @@ from cinder.i18n import _
 from cinder_zol import exception
 from cinder_zol.host import errors as host_errors
 from cinder_zol.host import names
-from cinder_zol.host import ops
+from cinder_zol.host import wire
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_PROGRAM = '/usr/libexec/cinder-zol/cinder-zol-host'
+DEFAULT_PROGRAM = wire.PROGRAM
 
 _EXCEPTIONS = {
     'NotFound': exception.ZfsNotFound,
@@ -72,21 +71,18 @@ class StorageHost(object):
     def call(self, op, *args, payload=None):
         """Send one request; its result dict, or the mapped exception."""
         argv = [op] + [str(a) for a in args]
-        line = self.runner.request(self.program, argv,
-                                   json.dumps(payload or {}))
-        try:
-            reply = json.loads(line)
-        except ValueError:
+        line = self.runner.request(self.program, argv, payload or {})
+        reply = wire.decode(line)
+        if reply is None:
             raise exception.HostOperationFailed(
                 what=_('unexpected reply from %(p)s on %(h)s') % {
                     'p': self.program, 'h': self.runner.host},
                 stderr=strutils.mask_password(line[:300]))
-        for note in reply.get('notes') or ():
-            LOG.info('%(host)s: %(note)s', {'host': self.runner.host,
-                                            'note': note})
-        if reply.get('ok'):
-            return reply.get('result') or {}
-        raise to_exception(reply.get('error') or {})
+        return wire.outcome(reply, to_exception, self._note)
+
+    def _note(self, note):
+        LOG.info('%(host)s: %(note)s', {'host': self.runner.host,
+                                        'note': note})
 
     # -- information -----------------------------------------------------
 
@@ -248,17 +244,14 @@ class StorageHost(object):
                 stderr=e.stderr)
 
     def _reply(self, lines, result):
-        try:
-            reply = json.loads(lines[0])
-        except ValueError:
+        reply = wire.decode(lines[0])
+        if reply is None:
             raise exception.HostOperationFailed(
                 what=_('no reply from %(p)s on %(h)s (exit status %(rc)s)')
                 % {'p': self.program, 'h': self.runner.host,
                    'rc': result.exit_code},
                 stderr=strutils.mask_password(result.stderr.strip()))
-        if reply.get('ok'):
-            return reply.get('result') or {}
-        raise to_exception(reply.get('error') or {})
+        return wire.outcome(reply, to_exception)
 
     # -- targets ---------------------------------------------------------
 
@@ -270,4 +263,4 @@ class StorageHost(object):
         return self.call('target-version', helper)
 
 
-__all__ = ['StorageHost', 'ops']
+__all__ = ['StorageHost']

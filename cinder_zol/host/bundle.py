@@ -29,9 +29,19 @@ bash "$d/%s" "$@" </dev/null
 ''' % SETUP
 
 
+PACKAGES = ('', 'root')     # the package and its subpackages
+
+
 def files():
-    """The files the storage host gets: the package and the recipe."""
-    names = sorted(n for n in os.listdir(HERE) if n.endswith('.py'))
+    """The files the storage host gets: the package and the recipe.
+
+    Paths relative to this directory (``root/main.py``).
+    """
+    names = []
+    for package in PACKAGES:
+        names += sorted(os.path.join(package, n)
+                        for n in os.listdir(os.path.join(HERE, package))
+                        if n.endswith('.py'))
     return names + [SETUP]
 
 

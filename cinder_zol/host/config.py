@@ -134,6 +134,9 @@ def load(path=PATH):
 LOCK_DIR = '/run/cinder-zol'
 # The root helper's own lock directory: root only.
 TARGET_LOCK_DIR = '/run/cinder-zol-target'
+# The root helper's records of the exports it made (.root.records): root
+# only.
+TARGET_STATE_DIR = '/var/lib/cinder-zol-target'
 
 
 def agent_uid(user):

@@ -13,6 +13,7 @@ import re
 from . import errors
 from . import names
 from . import props
+from . import wire
 
 MANAGED_PROP = props.MANAGED
 IMAGE_PROPS = props.IMAGE
@@ -35,10 +36,6 @@ INHERITABLE = props.INHERITABLE
 # What every created or cloned zvol carries; `zfs set` may only set the
 # same (an adopted zvol).
 FIXED = props.FIXED
-# Snapshots one `zfs snapshot` may take at once (a consistent group
-# snapshot): ~90 characters each keeps the request within the agent's
-# SSH command limit (agent.MAX_COMMAND).
-MAX_SNAPSHOTS = 128
 
 
 def _dataset(arg, parents):
@@ -68,9 +65,9 @@ def _snapshot_set(args, parents):
     One command is one transaction group in one pool: that is what makes a
     group snapshot consistent, so the datasets must share their parent.
     """
-    if not 1 <= len(args) <= MAX_SNAPSHOTS:
+    if not 1 <= len(args) <= wire.MAX_SNAPSHOTS:
         raise errors.Refused('a snapshot command takes 1 to %d snapshots, '
-                             'not %d' % (MAX_SNAPSHOTS, len(args)))
+                             'not %d' % (wire.MAX_SNAPSHOTS, len(args)))
     datasets = [_snapshots(arg, parents).partition('@')[0] for arg in args]
     if len(set(d.rsplit('/', 1)[0] for d in datasets)) != 1:
         raise errors.Refused('snapshots below different parents in one '

@@ -18,9 +18,8 @@ from . import dependents
 from . import errors
 from . import log
 from . import names
-from .ops import _grow
-from .ops import _props
-from .ops import op
+from . import ops
+from .serve import implements
 
 
 def _volumes(host, wanted, what):
@@ -45,14 +44,14 @@ def _pairs(snapshots):
     return pairs
 
 
-@op('group-check', 'PARENT NAMES')
+@implements('group-check')
 def group_check(ctx, parent, *wanted, payload):
     """Refuse volumes a consistent group could not snapshot."""
     _volumes(ctx.zfs(parent), wanted, 'adding to a group')
     return {}
 
 
-@op('group-snapshot', 'PARENT SNAPSHOTS', lock='shared')
+@implements('group-snapshot')
 def group_snapshot(ctx, parent, *snapshots, payload):
     """Snapshot every zvol named (NAME@SNAP) in one zfs command."""
     host = ctx.zfs(parent)
@@ -82,7 +81,7 @@ def _plan(new_names, payload):
             'snapshot': None if snapshot is None else names.component(
                 snapshot, 'snapshot name'),
             'size': names.size(entry.get('size')),
-            'props': _props(entry),
+            'props': ops.requested_props(entry),
             'sparse': bool(entry.get('sparse', True))})
     if len(set(p['snapshot'] is None for p in plan)) != 1:
         raise errors.Refused('clone-group clones either snapshots or '
@@ -90,7 +89,7 @@ def _plan(new_names, payload):
     return plan
 
 
-@op('clone-group', 'PARENT NAMES', lock='shared', payload=True)
+@implements('clone-group')
 def clone_group(ctx, parent, *new_names, payload):
     """New zvols NAMES, all from snapshots or all from one instant of zvols.
 
@@ -133,7 +132,7 @@ def clone_group(ctx, parent, *new_names, payload):
             host.clone(p['source'], p['snapshot'], p['name'], p['props'],
                        p['sparse'])
             made.append(p['name'])
-            _grow(host, p['name'], p['size'], p['volsize'])
+            ops.grow(host, p['name'], p['size'], p['volsize'])
     except errors.HostError as e:
         _remove(host, made, temporary)
         e.message = '%s (%d of %d made, all removed again)' % (

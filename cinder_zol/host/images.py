@@ -43,8 +43,8 @@ from . import errors
 from . import locks
 from . import log
 from . import names
-from . import ops
 from . import props as zprops
+from .serve import implements
 
 PREFIX = 'image-'
 IMPORTING_PREFIX = 'importing-'
@@ -157,7 +157,7 @@ def _usable(host, name):
     return ds
 
 
-@ops.op('image-find', 'PARENT NAME')
+@implements('image-find')
 def find(ctx, parent, name, payload):
     """The entry's hash and size, or {} when there is no usable entry."""
     ds = _usable(ctx.zfs(parent), name)
@@ -166,8 +166,7 @@ def find(ctx, parent, name, payload):
     return {'hash': ds.image_hash, 'volsize': ds.volsize}
 
 
-@ops.op('clone-image', 'PARENT NAME NAME SIZE', lock='shared',
-        payload=True)
+@implements('clone-image')
 def clone_image(ctx, parent, name, new, size, payload):
     """A volume from the entry ``name``, if it holds the image's data.
 
@@ -198,7 +197,7 @@ def _clone_golden(host, ds, new, size, payload):
                bool(payload.get('sparse', True)), volsize=size)
 
 
-@ops.op('image-begin', 'PARENT NAME SIZE', payload=True)
+@implements('image-begin')
 def begin(ctx, parent, name, size, payload):
     """Create the zvol an image is written into; its name."""
     if not name.startswith(PREFIX):
@@ -222,8 +221,7 @@ def host_prop(short):
     return 'cinder_zol:' + short
 
 
-@ops.op('image-commit', 'PARENT NAME NAME', lock='exclusive',
-        payload=True)
+@implements('image-commit')
 def commit(ctx, parent, importing, name, payload):
     """Make a filled import the cache entry ``name``.
 
@@ -253,7 +251,7 @@ def commit(ctx, parent, importing, name, payload):
     return {'result': result}
 
 
-@ops.op('image-upload', 'PARENT NAME', lock='exclusive')
+@implements('image-upload')
 def upload(ctx, parent, name, payload):
     """A leased clone of ``name`` to read an upload from; its name.
 
@@ -278,7 +276,7 @@ def upload(ctx, parent, name, payload):
     return {'temporary': temporary}
 
 
-@ops.op('image-drop', 'PARENT NAME', lock='exclusive')
+@implements('image-drop')
 def drop(ctx, parent, name, payload):
     """Remove an import or upload clone that is done with, and its lease."""
     if not name.startswith(Transients.prefixes):
@@ -317,7 +315,7 @@ def hidden_copies(datasets):
             if base.startswith(hidden) and ds.managed]
 
 
-@ops.op('image-evict', 'PARENT', lock='exclusive', payload=True)
+@implements('image-evict')
 def evict(ctx, parent, payload):
     """Evict least recently used entries beyond the operator's limits.
 
@@ -361,7 +359,7 @@ def evict(ctx, parent, payload):
             'hidden': len(hidden)}
 
 
-@ops.op('image-purge', 'PARENT', lock='exclusive')
+@implements('image-purge')
 def purge(ctx, parent, payload):
     """Evict every entry (clones made from them keep working)."""
     host = ctx.zfs(parent)
@@ -372,6 +370,6 @@ def purge(ctx, parent, payload):
     return {'evicted': evicted}
 
 
-@ops.op('image-list', 'PARENT')
+@implements('image-list')
 def list_entries(ctx, parent, payload):
     return {'entries': entries(ctx.zfs(parent))}

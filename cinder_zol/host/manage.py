@@ -19,7 +19,7 @@ from . import errors
 from . import images
 from . import names
 from . import props as zprops
-from .ops import op
+from .serve import implements
 
 GiB = 1 << 30
 # Names the driver keeps for itself: never offered, never adopted.
@@ -51,7 +51,7 @@ def _whole_gib(size):
     return -(-size // GiB)
 
 
-@op('manageable', 'PARENT')
+@implements('manageable')
 def manageable(ctx, parent, payload):
     """Every zvol under the parent, with what manage would make of it."""
     host = ctx.zfs(parent)
@@ -82,7 +82,7 @@ def _get_volume(host, name, what):
     return ds
 
 
-@op('manage', 'PARENT NAME NAME', lock='exclusive')
+@implements('manage')
 def manage(ctx, parent, existing, new, payload):
     """Adopt ``existing`` as ``new``: whole GiB, renamed, marked."""
     host = ctx.zfs(parent)
@@ -110,7 +110,7 @@ def manage(ctx, parent, existing, new, payload):
     return {'size_gb': size // GiB, 'grown': size != ds.volsize}
 
 
-@op('unmanage', 'PARENT NAME', lock='exclusive')
+@implements('unmanage')
 def unmanage(ctx, parent, name, payload):
     """Drop the marker; the zvol and its data stay under their name."""
     host = ctx.zfs(parent)
@@ -120,7 +120,7 @@ def unmanage(ctx, parent, name, payload):
     return {}
 
 
-@op('manage-snapshot', 'PARENT NAME SNAP SNAP', lock='exclusive')
+@implements('manage-snapshot')
 def manage_snapshot(ctx, parent, name, existing, new, payload):
     """Adopt snapshot ``name@existing`` of a managed zvol as ``@new``."""
     host = ctx.zfs(parent)
@@ -143,7 +143,7 @@ def manage_snapshot(ctx, parent, name, existing, new, payload):
     return {'size_gb': _whole_gib(snap.volsize or 0)}
 
 
-@op('set-props', 'PARENT NAME', payload=True)
+@implements('set-props')
 def set_props(ctx, parent, name, payload):
     """Retype in place: change properties a live zvol can change.
 

@@ -169,10 +169,12 @@ fi
 say "quota of $PARENT: $(zfs get -H -o value quota "$PARENT") (pool $POOL: $(zfs get -H -o value available "$POOL") free)"
 
 # 2. the host component ------------------------------------------------------
-for f in "$SOURCE"/*.py; do [ -e "$f" ] || { say "no *.py next to $0"; exit 1; }; done
+for f in "$SOURCE"/*.py "$SOURCE"/root/*.py; do [ -e "$f" ] || { say "no *.py and root/*.py next to $0"; exit 1; }; done
 install -d -m 0755 -o root -g root "$LIB" "$LIB/cinder_zol_host" "$LIBEXEC"
 rm -rf "$LIB/cinder_zol_host"/*
+install -d -m 0755 -o root -g root "$LIB/cinder_zol_host/root"
 install -m 0644 -o root -g root "$SOURCE"/*.py "$LIB/cinder_zol_host/"
+install -m 0644 -o root -g root "$SOURCE"/root/*.py "$LIB/cinder_zol_host/root/"
 python3 -m compileall -q "$LIB/cinder_zol_host"
 launcher() {  # launcher NAME MODULE
     cat >"$LIBEXEC/$1.new" <<EOF
@@ -180,14 +182,14 @@ launcher() {  # launcher NAME MODULE
 # cinder-zol storage host component (installed by setup-storage-host.sh)
 import sys
 sys.path.insert(0, '$LIB')
-from cinder_zol_host import $2
-sys.exit($2.main())
+from cinder_zol_host.$2 import main
+sys.exit(main())
 EOF
     chmod 0755 "$LIBEXEC/$1.new"
     mv -f "$LIBEXEC/$1.new" "$LIBEXEC/$1"
 }
 launcher cinder-zol-host agent
-launcher cinder-zol-target target
+launcher cinder-zol-target root.main
 say "installed $LIBEXEC/cinder-zol-host and cinder-zol-target"
 
 # 3. what this host lets the driver use -------------------------------------

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 
 from cinder_zol.host import grammar
-from cinder_zol.host import nvmet
+from cinder_zol.host.root import nvmet
 
 DEFAULTS = {
     'subsystems': ({'attr_allow_any_host': '1', 'attr_serial': 'abc'},

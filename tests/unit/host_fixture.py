@@ -19,8 +19,9 @@ from cinder_zol.host import agent
 from cinder_zol.host import config
 from cinder_zol.host import errors
 from cinder_zol.host import execute
-from cinder_zol.host import ops
-from cinder_zol.host import target
+from cinder_zol.host.root import streams
+from cinder_zol.host import serve
+from cinder_zol.host import wire
 from cinder_zol import runner as runner_mod
 from tests.unit import fake_zfs
 
@@ -46,17 +47,19 @@ class FakeExecutor(object):
 
 def make_host(zfs=None, datasets=(PARENT,), helpers=('tgtadm', 'lioadm'),
               lock_wait=5, **tools):
-    """An agent.Host over fakes; ``host.executor.tools`` holds them."""
+    """An agent context over fakes; ``host.executor.tools`` holds them."""
     zfs = zfs or fake_zfs.FakeZfsHost(datasets[0])
     tmp = tempfile.mkdtemp(prefix='cinder-zol-host-')
-    host = agent.Host(config.HostConfig(list(datasets), list(helpers),
-                                        user='nobody'),
-                      executor=FakeExecutor(zfs=zfs, **tools),
-                      lock_dir=os.path.join(tmp, 'locks'),
-                      target_lock_dir=os.path.join(tmp, 'target-locks'),
-                      lock_wait=lock_wait)
+    host = agent.new_context(config.HostConfig(list(datasets), list(helpers),
+                                               user='nobody'),
+                             executor=FakeExecutor(zfs=zfs, **tools),
+                             lock_dir=os.path.join(tmp, 'locks'),
+                             target_lock_dir=os.path.join(tmp,
+                                                          'target-locks'),
+                             lock_wait=lock_wait)
     host.target_runner = (lambda operation, args, payload:
-                          operation.func(host, *args, payload=payload))
+                          serve.IMPLEMENTATIONS[operation.name](
+                              host, *args, payload=payload))
     host.devices = FakeDevices(zfs, tmp)
     host.wait_for_device = (lambda link, wait, retrigger=None:
                             host.devices.path(link, wait))
@@ -115,11 +118,11 @@ class InProcessRunner(object):
     def request(self, program, argv, payload, timeout=None):
         self.requests.append(list(argv))
         try:
-            result = self.agent_host.dispatch(list(argv),
-                                              json.loads(payload or '{}'))
-            reply = agent.reply_ok(result)
+            result = agent.request(self.agent_host, list(argv),
+                                   json.loads(json.dumps(payload or {})))
+            reply = serve.reply_ok(result)
         except errors.HostError as e:
-            reply = agent.reply_error(e)
+            reply = serve.reply_error(e)
         return json.dumps(reply)
 
     def ops(self):
@@ -130,8 +133,8 @@ class InProcessRunner(object):
         self.requests.append(list(argv[1:]))
         inp = io.BytesIO(b''.join(chunks))
         out = io.StringIO()
-        rc = target.stream(self.agent_host, ops.OPERATIONS[argv[1]],
-                           list(argv[2:]), inp, out)
+        rc = streams.stream(self.agent_host, wire.OPERATIONS[argv[1]],
+                            list(argv[2:]), inp, out)
         return runner_mod.Result(out.getvalue(), '', rc)
 
     @contextlib.contextmanager
@@ -139,8 +142,8 @@ class InProcessRunner(object):
         self.requests.append(list(argv[1:]))
         out = io.StringIO()
         out.buffer = io.BytesIO()
-        rc = target.stream(self.agent_host, ops.OPERATIONS[argv[1]],
-                           list(argv[2:]), io.BytesIO(), out)
+        rc = streams.stream(self.agent_host, wire.OPERATIONS[argv[1]],
+                            list(argv[2:]), io.BytesIO(), out)
         if rc:
             from oslo_concurrency import processutils
             raise processutils.ProcessExecutionError(exit_code=rc,

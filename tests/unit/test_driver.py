@@ -14,7 +14,7 @@ from cinder.volume import configuration as conf
 
 from cinder_zol import driver as driver_mod
 from cinder_zol import exception
-from cinder_zol.host import ops
+from cinder_zol.host import wire
 from cinder_zol.host import zfs
 from cinder_zol import options
 from tests import scenarios
@@ -543,7 +543,7 @@ class SetupTestCase(DriverTestBase):
 
     def test_protocol_mismatch(self):
         with mock.patch.object(self.driver.storage, 'version',
-                               return_value={'protocol': ops.PROTOCOL + 1}):
+                               return_value={'protocol': wire.PROTOCOL + 1}):
             e = self.assertRaises(
                 cinder_exception.VolumeBackendAPIException,
                 self.driver.check_for_setup_error)

@@ -18,7 +18,7 @@ from cinder.volume import volume_types
 from cinder_zol import exception
 from cinder_zol.host import errors
 from cinder_zol.host import grammar
-from cinder_zol.host import ops
+from cinder_zol.host import wire
 from cinder_zol.host import zfs
 from tests.unit import host_fixture
 from tests.unit import test_driver
@@ -137,8 +137,8 @@ class GroupSnapshotTestCase(GroupTestBase):
         del self.runner.requests[:]
         e = self.assertRaises(
             cinder_exception.InvalidGroup, self.driver.create_group_snapshot,
-            self.ctxt, gsnap, snaps * (grammar.MAX_SNAPSHOTS + 1))
-        self.assertIn('at most %d' % grammar.MAX_SNAPSHOTS, str(e))
+            self.ctxt, gsnap, snaps * (wire.MAX_SNAPSHOTS + 1))
+        self.assertIn('at most %d' % wire.MAX_SNAPSHOTS, str(e))
         self.assertEqual([], self.runner.requests)
 
     def test_other_group_types_take_cinders_generic_path(self):
@@ -408,12 +408,12 @@ class GroupGrammarTestCase(GroupTestBase):
 
     def test_too_many_snapshots_refused(self):
         args = [PARENT + '/volume-%d@s' % i
-                for i in range(grammar.MAX_SNAPSHOTS + 1)]
+                for i in range(wire.MAX_SNAPSHOTS + 1)]
         self.check('snapshot', *args[:-1])
         self.assertRaises(errors.Refused, self.check, 'snapshot', *args)
 
     def parse(self, *argv):
-        return ops.parse(list(argv), self.host.config)
+        return wire.parse(list(argv), self.host.config)
 
     def test_requests_allowed(self):
         self.parse('group-snapshot', PARENT, 'volume-a@s1', 'volume-b@s2')
@@ -437,7 +437,7 @@ class GroupGrammarTestCase(GroupTestBase):
         self.assertRaises(errors.Refused, self.parse, *argv)
 
     def test_too_many_in_one_request_refused(self):
-        many = ['volume-%d@s' % i for i in range(grammar.MAX_SNAPSHOTS + 1)]
+        many = ['volume-%d@s' % i for i in range(wire.MAX_SNAPSHOTS + 1)]
         self.assertRaises(errors.Refused, self.parse, 'group-snapshot',
                           PARENT, *many)
 

@@ -15,14 +15,15 @@ from cinder_zol.host import config
 from cinder_zol.host import errors
 from cinder_zol.host import grammar
 from cinder_zol.host import names
-from cinder_zol.host import ops
-from cinder_zol.host import target
+from cinder_zol.host.root import main as root_main
+from cinder_zol.host import serve
+from cinder_zol.host import wire
 from tests import scenarios
 from tests.unit import host_fixture
 from tests.unit import test_driver
 
 PARENT = host_fixture.PARENT
-PROGRAM = agent.PROGRAM
+PROGRAM = wire.PROGRAM
 
 
 def ssh_command(*argv):
@@ -75,7 +76,7 @@ HOSTILE_COMMANDS = [
     ssh_command('--ssh-wrapper'),
     ssh_command(),
     '',
-    'x' * (agent.MAX_COMMAND + 1),
+    'x' * (wire.MAX_COMMAND + 1),
 ]
 
 
@@ -118,7 +119,7 @@ class SshWrapperTestCase(testtools.TestCase):
         zfs = self.host.executor.tools['zfs']
         before = sorted(zfs.datasets)
         rc, out, err = self.wrap(command)
-        self.assertEqual(agent.REFUSED_EXIT, rc, command)
+        self.assertEqual(wire.REFUSED_EXIT, rc, command)
         self.assertIn('cinder-zol-host: refused:', err)
         self.assertEqual(1, len(err.strip().splitlines()))
         self.assertEqual(before, sorted(zfs.datasets))
@@ -131,7 +132,7 @@ class SshWrapperTestCase(testtools.TestCase):
 
     def test_interactive_login_refused(self):
         rc, _out, err = self.wrap(None)
-        self.assertEqual(agent.REFUSED_EXIT, rc)
+        self.assertEqual(wire.REFUSED_EXIT, rc)
         self.assertIn('interactive logins are not allowed', err)
 
     def test_request_runs_and_is_logged(self):
@@ -150,7 +151,7 @@ class SshWrapperTestCase(testtools.TestCase):
         self.host.executor.tools['zfs']._add(PARENT + '/legacy', 'volume',
                                              volsize=2 ** 30)
         rc, out, err = self.wrap(ssh_command('delete', PARENT, 'legacy'))
-        self.assertEqual(agent.REFUSED_EXIT, rc)
+        self.assertEqual(wire.REFUSED_EXIT, rc)
         self.assertEqual('NotOwned', json.loads(out)['error']['kind'])
         self.assertIn('cinder-zol-host: refused:', err)
         self.assertIn(PARENT + '/legacy',
@@ -197,7 +198,7 @@ class SshWrapperTestCase(testtools.TestCase):
             self.assertRaises(SystemExit, agent.ssh_wrapper, self.host)
         program, argv, environment = execve.call_args[0]
         self.assertEqual('/usr/bin/sudo', program)
-        self.assertEqual(['sudo', '-n', '--', agent.TARGET_PROGRAM, 'write',
+        self.assertEqual(['sudo', '-n', '--', wire.ROOT_PROGRAM, 'write',
                           PARENT, 'vol-a'], argv)
         self.assertEqual(agent.execute.ENV, environment)
         self.assertIn('-> handed to the root helper', self.syslog[-1][1])
@@ -257,7 +258,7 @@ class SessionTestCase(testtools.TestCase):
 
     def test_too_long_line_discarded_to_its_newline(self):
         long_line = b'{"argv": ["version"], "x": "' + \
-            b'a' * (agent.MAX_REQUEST * 2 + 10) + b'"}'
+            b'a' * (wire.MAX_REQUEST * 2 + 10) + b'"}'
         replies = self.serve(long_line, {'argv': ['version']})
         self.assertEqual(2, len(replies))
         self.assertEqual('Refused', replies[0]['error']['kind'])
@@ -265,8 +266,8 @@ class SessionTestCase(testtools.TestCase):
         self.assertTrue(replies[1]['ok'])
 
     def test_unexpected_exception_answered_and_session_goes_on(self):
-        with mock.patch.object(ops.OPERATIONS['version'], 'func',
-                               side_effect=KeyError('boom')):
+        with mock.patch.dict(serve.IMPLEMENTATIONS, {
+                'version': mock.Mock(side_effect=KeyError('boom'))}):
             replies = self.serve({'argv': ['version']}, {'argv': ['check',
                                                                   PARENT]})
         self.assertFalse(replies[0]['ok'])
@@ -297,7 +298,7 @@ class SessionTestCase(testtools.TestCase):
         inp = io.BytesIO(json.dumps({'argv': ['delete', PARENT, 'x']})
                          .encode() + b'\n')
         out = io.StringIO()
-        agent.session(host, inp, out, target_only=True)
+        serve.session(host, root_main.dispatch, inp, out, root_only=True)
         reply = json.loads(out.getvalue())
         self.assertEqual('Refused', reply['error']['kind'])
         self.assertIn('not a root helper operation',
@@ -313,19 +314,19 @@ class RootHelperTestCase(testtools.TestCase):
         out, err = io.StringIO(), io.StringIO()
         with mock.patch.object(agent.log, 'syslog',
                                lambda msg, warning=False: lines.append(msg)), \
-                mock.patch.object(target.config_mod, 'load',
+                mock.patch.object(root_main.config_mod, 'load',
                                   return_value=host_fixture.make_host()
                                   .config), \
                 mock.patch.dict(os.environ, {'SUDO_USER': 'cinder-zol'}), \
                 mock.patch('sys.stdin', io.TextIOWrapper(io.BytesIO(stdin))), \
                 mock.patch('sys.stdout', out), mock.patch('sys.stderr', err):
-            rc = target.main(argv)
+            rc = root_main.main(argv)
         return rc, out.getvalue(), err.getvalue(), lines
 
     def test_one_shot_refusal(self):
         rc, out, err, lines = self.run_helper(['delete', PARENT, 'volume-a'],
                                               b'{}')
-        self.assertEqual(agent.REFUSED_EXIT, rc)
+        self.assertEqual(wire.REFUSED_EXIT, rc)
         self.assertIn('cinder-zol-target: refused: delete is not a root '
                       'helper operation', err)
         self.assertEqual('Refused', json.loads(out)['error']['kind'])
@@ -367,7 +368,7 @@ class RequestGrammarTestCase(testtools.TestCase):
               ['snapshot', PARENT, 'snap-1', 'volume-a', 'volume-b'],
               ['target-export', PARENT, 'volume-a', 'tgtadm'])
     def test_allowed(self, argv):
-        self.assertEqual(argv[0], ops.parse(argv, self.config)[0].name)
+        self.assertEqual(argv[0], wire.parse(argv, self.config)[0].name)
 
     @ddt.data(['create', PARENT, 'volume-a'],
               ['create', PARENT, 'volume-a', '0'],
@@ -376,15 +377,15 @@ class RequestGrammarTestCase(testtools.TestCase):
               ['target-export', PARENT, 'volume-a', 'nvmet'],
               ['clone', PARENT, 'a', 'b', '01'])
     def test_refused(self, argv):
-        self.assertRaises(errors.Refused, ops.parse, argv, self.config)
+        self.assertRaises(errors.Refused, wire.parse, argv, self.config)
 
     def test_every_operation_has_a_spec_the_parser_accepts(self):
         samples = {'PARENT': PARENT, 'NAME': 'volume-a', 'SNAP': 'snap-1',
                    'SIZE': '1073741824', 'HELPER': 'tgtadm',
                    'NAMES': 'volume-b', 'SNAPSHOTS': 'volume-b@snap-1'}
-        for name, operation in ops.OPERATIONS.items():
+        for name, operation in wire.OPERATIONS.items():
             argv = [name] + [samples[k] for k in operation.spec]
-            self.assertEqual(name, ops.parse(argv, self.config)[0].name)
+            self.assertEqual(name, wire.parse(argv, self.config)[0].name)
 
 
 @ddt.ddt

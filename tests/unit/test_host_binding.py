@@ -18,11 +18,14 @@ import ddt
 import fixtures
 import testtools
 
+from cinder_zol.host import agent
 from cinder_zol.host import errors
-from cinder_zol.host import lio
-from cinder_zol.host import records
-from cinder_zol.host import target
-from cinder_zol.host import tgt
+from cinder_zol.host.root import exports
+from cinder_zol.host.root import lio
+from cinder_zol.host.root import records
+from cinder_zol.host.root import streams
+from cinder_zol.host.root import tgt
+from cinder_zol.host import wire
 from tests.unit import fake_nvmet
 from tests.unit import fake_rtslib
 from tests.unit import fake_tgtd
@@ -63,9 +66,9 @@ class BindingBase(testtools.TestCase):
             self.host.zfs(PARENT).create_volume(name, 2 ** 30, True, {})
 
     def request(self, op, name=NAME, **payload):
-        return self.host.dispatch(['target-' + op, PARENT, name,
-                                   self.helper],
-                                  json.loads(json.dumps(payload)))
+        return agent.request(self.host, ['target-' + op, PARENT, name,
+                                         self.helper],
+                             json.loads(json.dumps(payload)))
 
     def payload(self, op, iqn, initiator):
         return {
@@ -295,7 +298,7 @@ class NvmetBindingTestCase(DeviceLinks):
         self.request('remove', iqn=NQN_OURS)
         records.write(self.host.target_state_dir, 'nvmet', PARENT, NAME,
                       record)
-        self.assertEqual(0, target.restore(self.host))
+        self.assertEqual(0, exports.restore(self.host))
         self.assertEqual(exported, self.nvmet.tree())
 
     def test_restore_skips_what_is_no_longer_managed(self):
@@ -306,7 +309,7 @@ class NvmetBindingTestCase(DeviceLinks):
         records.write(self.host.target_state_dir, 'nvmet', PARENT, NAME,
                       record)
         self.host.zfs(PARENT).inherit(NAME, 'cinder_zol:managed')
-        self.assertEqual(0, target.restore(self.host))
+        self.assertEqual(0, exports.restore(self.host))
         self.assertFalse(self.nvmet._exists('subsystems/' + NQN_OURS))
         self.assertIsNone(records.read(self.host.target_state_dir, 'nvmet',
                                        PARENT, NAME))
@@ -320,7 +323,7 @@ class NvmetBindingTestCase(DeviceLinks):
                       record)
         self.nvmet.fail_on = ('subsystems/%s/namespaces/1/enable' % NQN_OURS,
                               errno.EIO)
-        self.assertEqual(1, target.restore(self.host))
+        self.assertEqual(1, exports.restore(self.host))
         self.assertEqual(record['iqn'], records.read(
             self.host.target_state_dir, 'nvmet', PARENT, NAME)['iqn'])
 
@@ -339,17 +342,17 @@ class StreamSlotTestCase(testtools.TestCase):
         self.host.config.max_streams = 1
 
     def test_a_stream_past_the_limit_waits_then_is_refused(self):
-        with target.stream_slot(self.host):
+        with streams.stream_slot(self.host):
             e = self.assertRaises(errors.Busy, self._enter)
         self.assertIn('max_streams', e.hint)
         self._enter()       # free again
 
     def _enter(self):
-        with target.stream_slot(self.host):
+        with streams.stream_slot(self.host):
             pass
 
     def test_a_record_larger_than_the_driver_sends_is_refused(self):
-        self.assertLessEqual(target.MAX_RECORD * target.READ_AHEAD,
+        self.assertLessEqual(wire.MAX_RECORD * streams.READ_AHEAD,
                              32 * 2 ** 20)
 
 
@@ -358,9 +361,9 @@ class MaxWaitTestCase(testtools.TestCase):
     def test_an_export_waits_at_most_max_wait(self):
         host = host_fixture.make_host()
         host.config.target_ports = [3260]
-        with mock.patch.object(target, 'managed_zvol') as managed:
+        with mock.patch.object(exports, 'managed_zvol') as managed:
             managed.side_effect = errors.NotFound('stop here')
-            self.assertRaises(errors.NotFound, host.dispatch,
+            self.assertRaises(errors.NotFound, agent.request, host,
                               ['target-export', PARENT, NAME, 'tgtadm'],
                               {'iqn': OURS, 'chap': None, 'initiators': [],
                                'port': 3260, 'serial': SERIAL,

@@ -10,9 +10,10 @@ from unittest import mock
 
 import testtools
 
+from cinder_zol.host import agent
 from cinder_zol.host import dependents
 from cinder_zol.host import errors
-from cinder_zol.host import ops
+from cinder_zol.host import wire
 from cinder_zol.host import zfs
 from tests.unit import fake_zfs
 from tests.unit import host_fixture
@@ -30,7 +31,8 @@ class HostTestBase(testtools.TestCase):
         self.model = self.host.zfs(PARENT)
 
     def call(self, *argv, **payload):
-        return self.host.dispatch(list(argv), json.loads(json.dumps(payload)))
+        return agent.request(self.host, list(argv),
+                             json.loads(json.dumps(payload)))
 
     def create(self, name, size=GiB):
         self.call('create', PARENT, name, str(size), sparse=True)
@@ -271,12 +273,10 @@ class ConcurrencyTestCase(HostTestBase):
         or fail a delete.
         """
         bad = 0
-        with mock.patch.dict(ops.OPERATIONS):
+        with mock.patch.dict(wire.OPERATIONS):
             for name in ('delete', 'delete-snapshot'):
-                op = ops.OPERATIONS[name]
-                ops.OPERATIONS[name] = ops.Operation(
-                    op.name, ' '.join(op.spec), op.func, None, op.payload,
-                    op.target, op.stream)
+                wire.OPERATIONS[name] = wire.OPERATIONS[name]._replace(
+                    lock=None)
             for seed in range(self.SCHEDULES):
                 self.setUp_clean()
                 self.create('volume-g')

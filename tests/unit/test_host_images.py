@@ -6,6 +6,7 @@ import os
 
 import testtools
 
+from cinder_zol.host import agent
 from cinder_zol.host import errors
 from cinder_zol.host import images
 from tests.unit import fake_zfs
@@ -34,7 +35,7 @@ class LeaseTestCase(testtools.TestCase):
         self.service_b.lock_dir = self.service_a.lock_dir
 
     def call(self, host, *argv, **payload):
-        return host.dispatch(list(argv), json.loads(json.dumps(payload)))
+        return agent.request(host, list(argv), json.loads(json.dumps(payload)))
 
     def names(self):
         return [n[len(PARENT) + 1:] for n in self.zfs.names()
@@ -93,7 +94,7 @@ class LeaseTestCase(testtools.TestCase):
     def test_drop_refuses_other_datasets(self):
         self.call(self.service_a, 'create', PARENT, 'volume-a', str(GiB),
                   sparse=True)
-        self.assertRaises(errors.Refused, self.service_a.dispatch,
+        self.assertRaises(errors.Refused, agent.request, self.service_a,
                           ['image-drop', PARENT, 'volume-a'], {})
         self.assertIn('volume-a', self.names())
 

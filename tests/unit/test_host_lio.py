@@ -9,7 +9,7 @@ import ddt
 import testtools
 
 from cinder_zol.host import errors
-from cinder_zol.host import lio
+from cinder_zol.host.root import lio
 from tests.unit import fake_rtslib
 
 NAME = 'volume-a'

@@ -10,6 +10,7 @@ from unittest import mock
 import ddt
 import testtools
 
+from cinder_zol.host import agent
 from cinder_zol.host import errors
 from cinder_zol.host import grammar
 from tests.unit import fake_nvmet
@@ -311,8 +312,9 @@ class NvmetRootHelperTestCase(testtools.TestCase):
         payload = dict({'iqn': NQN, 'chap': None, 'initiators': [HOST_A],
                         'port': PORT, 'serial': SERIAL, 'wait': 5},
                        **changes)
-        return self.host.dispatch(['target-export', PARENT, NAME, 'nvmet'],
-                                  json.loads(json.dumps(payload)))
+        return agent.request(self.host,
+                             ['target-export', PARENT, NAME, 'nvmet'],
+                             json.loads(json.dumps(payload)))
 
     def test_export(self):
         self.export()
@@ -330,9 +332,9 @@ class NvmetRootHelperTestCase(testtools.TestCase):
 
     def test_backends_take_the_same_export_arguments(self):
         """target.export calls every backend alike (ports: a list)."""
-        from cinder_zol.host import lio
-        from cinder_zol.host import nvmet
-        from cinder_zol.host import tgt
+        from cinder_zol.host.root import lio
+        from cinder_zol.host.root import nvmet
+        from cinder_zol.host.root import tgt
         names = [list(inspect.signature(b.export).parameters)
                  for b in (tgt.Backend, lio.Backend, nvmet.Backend)]
         # positional: the same places (nvmet says nqn where iSCSI says iqn)

@@ -14,10 +14,14 @@ import testtools
 
 from cinder_zol.host import agent
 from cinder_zol.host import config
+from cinder_zol.host import devices
 from cinder_zol.host import errors
 from cinder_zol.host import execute
-from cinder_zol.host import ops
-from cinder_zol.host import target
+from cinder_zol.host import helpers
+from cinder_zol.host.root import backend
+from cinder_zol.host.root import main as root_main
+from cinder_zol.host.root import streams
+from cinder_zol.host import wire
 from tests.unit import host_fixture
 
 PARENT = host_fixture.PARENT
@@ -43,8 +47,9 @@ class TargetRequestTestCase(testtools.TestCase):
 
     def export(self, **changes):
         payload = dict(GOOD, **changes)
-        return self.host.dispatch(['target-export', PARENT, 'volume-a',
-                                   'tgtadm'], json.loads(json.dumps(payload)))
+        return agent.request(self.host,
+                             ['target-export', PARENT, 'volume-a', 'tgtadm'],
+                             json.loads(json.dumps(payload)))
 
     def test_export(self):
         result = self.export()
@@ -78,14 +83,14 @@ class TargetRequestTestCase(testtools.TestCase):
 
     def test_foreign_zvol_never_exported(self):
         self.zfs._add(PARENT + '/volume-b', 'volume', volsize=2 ** 30)
-        e = self.assertRaises(errors.NotOwned, self.host.dispatch,
+        e = self.assertRaises(errors.NotOwned, agent.request, self.host,
                               ['target-export', PARENT, 'volume-b',
                                'tgtadm'], dict(GOOD))
         self.assertIn('not managed', str(e))
         self.assertEqual({}, self.backend.exports)
 
     def test_missing_zvol(self):
-        self.assertRaises(errors.NotFound, self.host.dispatch,
+        self.assertRaises(errors.NotFound, agent.request, self.host,
                           ['target-export', PARENT, 'volume-z', 'tgtadm'],
                           dict(GOOD))
 
@@ -96,44 +101,47 @@ class TargetRequestTestCase(testtools.TestCase):
 
     def test_deny_all(self):
         self.export()
-        self.host.dispatch(['target-deny', PARENT, 'volume-a', 'tgtadm'],
-                           {'iqn': IQN, 'initiators': None})
+        agent.request(self.host, ['target-deny', PARENT, 'volume-a', 'tgtadm'],
+                      {'iqn': IQN, 'initiators': None})
         self.assertEqual([], self.backend.exports['volume-a']['initiators'])
 
     def test_not_root(self):
-        operation = ops.OPERATIONS['target-export']
+        operation = wire.OPERATIONS['target-export']
         with mock.patch.object(os, 'geteuid', return_value=1000):
-            self.assertRaises(errors.PermissionDenied, target.dispatch,
+            self.assertRaises(errors.PermissionDenied, root_main.dispatch,
                               self.host, operation, [], {})
 
 
 class BackendMapTestCase(testtools.TestCase):
 
     def test_every_configurable_helper_has_a_backend(self):
-        self.assertEqual(set(config.TARGET_HELPERS), set(target.BACKENDS))
-        for module in target.BACKENDS.values():
-            self.assertTrue(hasattr(importlib.import_module(
-                'cinder_zol.host.' + module), 'Backend'), module)
+        self.assertEqual(set(config.TARGET_HELPERS), set(helpers.HELPERS))
+        for helper in helpers.HELPERS.values():
+            module = importlib.import_module(
+                'cinder_zol.host.root.' + helper.backend)
+            self.assertTrue(issubclass(module.Backend, backend.Backend),
+                            helper.backend)
+            self.assertEqual(helper.name, module.Backend.tool)
 
 
 class DeviceTestCase(testtools.TestCase):
 
     def test_waits_for_a_zvol_node(self):
-        e = self.assertRaises(errors.Timeout, target.wait_for_device,
+        e = self.assertRaises(errors.Timeout, devices.wait_for_device,
                               '/dev/zvol/tank/cinder/nothing-here', 0.2)
         self.assertIn('did not appear', str(e))
 
     def test_lost_udev_event_is_replayed_once(self):
         calls = []
-        with mock.patch.object(target, 'RETRIGGER_AFTER', 0.05):
-            self.assertRaises(errors.Timeout, target.wait_for_device,
+        with mock.patch.object(devices, 'RETRIGGER_AFTER', 0.05):
+            self.assertRaises(errors.Timeout, devices.wait_for_device,
                               '/dev/zvol/tank/cinder/nothing-here', 0.3,
                               lambda: calls.append('trigger'))
         self.assertEqual(['trigger'], calls)
 
     def test_retrigger_replays_zvol_events(self):
         executor = mock.Mock()
-        target.retrigger_zvols(executor)
+        devices.retrigger_zvols(executor)
         self.assertEqual(
             [mock.call(['udevadm', 'trigger', '--action=change',
                         '--subsystem-match=block', '--sysname-match=zd*']),
@@ -144,7 +152,7 @@ class DeviceTestCase(testtools.TestCase):
         tmp = tempfile.mkdtemp()
         link = os.path.join(tmp, 'volume-a')
         os.symlink('/dev/null', link)
-        self.assertRaises(errors.Timeout, target.wait_for_device, link, 0.2)
+        self.assertRaises(errors.Timeout, devices.wait_for_device, link, 0.2)
 
 
 class StreamTestCase(testtools.TestCase):
@@ -172,8 +180,8 @@ class StreamTestCase(testtools.TestCase):
         out = io.StringIO()
         raw = io.BytesIO()
         out.buffer = raw
-        rc = target.stream(self.host, ops.OPERATIONS[op],
-                           [PARENT, 'volume-a'], io.BytesIO(stdin), out)
+        rc = streams.stream(self.host, wire.OPERATIONS[op],
+                            [PARENT, 'volume-a'], io.BytesIO(stdin), out)
         return rc, out.getvalue(), raw.getvalue()
 
     def test_write_only_what_was_sent(self):
@@ -241,8 +249,8 @@ class FramingTestCase(StreamTestCase):
         data = self.records((7, first), (3 * MiB + 1, second),
                             total=8 * MiB)
         inp = ShortReads(data, 999)
-        rc = target.stream(self.host, ops.OPERATIONS['write'],
-                           [PARENT, 'volume-a'], inp, io.StringIO())
+        rc = streams.stream(self.host, wire.OPERATIONS['write'],
+                            [PARENT, 'volume-a'], inp, io.StringIO())
         self.assertEqual(0, rc)
         self.assertGreater(inp.reads, len(data) // 999)
         with open(self.device, 'rb') as f:
@@ -262,8 +270,8 @@ class FramingTestCase(StreamTestCase):
         data = self.records(*[(i * 4096, os.urandom(4096))
                               for i in range(20)], total=8 * MiB)
         inp = io.BytesIO(data + follow)
-        rc = target.stream(self.host, ops.OPERATIONS['write'],
-                           [PARENT, 'volume-a'], inp, io.StringIO())
+        rc = streams.stream(self.host, wire.OPERATIONS['write'],
+                            [PARENT, 'volume-a'], inp, io.StringIO())
         self.assertEqual(0, rc)
         self.assertEqual(len(data), inp.tell())
         self.assertEqual(follow, inp.read())
@@ -281,8 +289,8 @@ class FramingTestCase(StreamTestCase):
         with open(wfd, 'wb') as w:
             w.write(data + follow + b'more')
         with open(rfd, 'rb') as inp:
-            rc = target.stream(self.host, ops.OPERATIONS['write'],
-                               [PARENT, 'volume-a'], inp, io.StringIO())
+            rc = streams.stream(self.host, wire.OPERATIONS['write'],
+                                [PARENT, 'volume-a'], inp, io.StringIO())
             self.assertEqual(0, rc)
             self.assertEqual(follow, inp.readline())
             self.assertEqual(b'more', inp.read())
@@ -292,11 +300,11 @@ class FramingTestCase(StreamTestCase):
         good = os.urandom(4096)
         data = (self.records((0, good), total=8 * MiB)[:-16] +
                 (2 * MiB).to_bytes(8, 'big') +
-                (target.MAX_RECORD + 1).to_bytes(8, 'big'))
+                (wire.MAX_RECORD + 1).to_bytes(8, 'big'))
         rc, out, _ = self.stream('write', data + b'x' * 100)
         self.assertEqual(1, rc)
         error = json.loads(out)['error']
-        self.assertIn('a record of %d bytes' % (target.MAX_RECORD + 1),
+        self.assertIn('a record of %d bytes' % (wire.MAX_RECORD + 1),
                       error['stderr'])
         with open(self.device, 'rb') as f:
             self.assertEqual(good, f.read(4096))
@@ -313,10 +321,11 @@ class FramingTestCase(StreamTestCase):
         data = self.records(*[(i * 4096, b'w' * 4096) for i in range(50)],
                             total=8 * MiB)
         inp = io.BytesIO(data)
-        with mock.patch.object(target.os, 'pwrite',
+        with mock.patch.object(streams.os, 'pwrite',
                                side_effect=OSError(5, 'Input/output error')):
-            rc = target.stream(self.host, ops.OPERATIONS['write'],
-                               [PARENT, 'volume-a'], inp, out := io.StringIO())
+            rc = streams.stream(self.host, wire.OPERATIONS['write'],
+                                [PARENT, 'volume-a'], inp,
+                                out := io.StringIO())
         self.assertEqual(1, rc)
         error = json.loads(out.getvalue())['error']
         self.assertIn('writing', error['message'])
@@ -327,7 +336,7 @@ class FramingTestCase(StreamTestCase):
         data = self.records(*[(i * 4096, b'r' * 4096) for i in range(50)],
                             total=8 * MiB)
         inp = io.BytesIO(data)
-        reader = target.RecordReader(inp, 8 * MiB, 'dev', depth=2)
+        reader = streams.RecordReader(inp, 8 * MiB, 'dev', depth=2)
         records = iter(reader)
         self.assertEqual((0, bytearray(b'r' * 4096)), next(records))
         reader.stop()
@@ -340,7 +349,7 @@ class FramingTestCase(StreamTestCase):
         inp = mock.Mock()
         inp.readinto.side_effect = ValueError('I/O operation on closed '
                                               'file')
-        reader = target.RecordReader(inp, 8 * MiB, '/dev/zd0')
+        reader = streams.RecordReader(inp, 8 * MiB, '/dev/zd0')
         e = self.assertRaises(errors.HostError, list, reader)
         self.assertEqual('reading the data for /dev/zd0 failed', e.message)
         self.assertIn('closed file', e.stderr)
@@ -395,12 +404,12 @@ class RootSessionTestCase(testtools.TestCase):
             return real_popen(['python3', path], **kwargs)
         with mock.patch.object(os, 'geteuid', return_value=1000), \
                 mock.patch.object(agent.subprocess, 'Popen', popen):
-            first = self.host._root_call(['target-show'], {})
-            second = self.host._root_call(['target-show'], {})
+            session = agent.RootSession()
+            first = session.call(['target-show'], {})
+            second = session.call(['target-show'], {})
             self.assertEqual(first, second)     # one helper process
-            self.assertRaises(errors.TargetError, self.host._root_call,
-                              ['die'], {})
-            third = self.host._root_call(['target-show'], {})
+            self.assertRaises(errors.TargetError, session.call, ['die'], {})
+            third = session.call(['target-show'], {})
             self.assertNotEqual(first, third)   # a new helper
-            self.host._root.kill()
-            self.host._root.wait()
+            session.process.kill()
+            session.process.wait()

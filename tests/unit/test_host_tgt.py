@@ -15,7 +15,7 @@ import testtools
 
 from cinder_zol.host import errors
 from cinder_zol.host import log
-from cinder_zol.host import tgt
+from cinder_zol.host.root import tgt
 from tests.unit import fake_tgtd
 from tests.unit import host_fixture
 

@@ -25,6 +25,7 @@ from cinder.tests.unit import fake_constants as fake
 from cinder.volume.flows.manager import create_volume
 
 from cinder_zol import exception
+from cinder_zol.host import agent
 from cinder_zol import images
 from tests.unit import host_fixture
 from tests.unit import test_driver
@@ -514,8 +515,8 @@ class EvictionTestCase(ImageCacheTestCase):
         evictions = []
 
         def evict_by_other_service():
-            evictions.append(other.dispatch(
-                ['image-evict', test_driver.PARENT],
+            evictions.append(agent.request(
+                other, ['image-evict', test_driver.PARENT],
                 {'max_count': 1, 'max_bytes': 0, 'keep': 'image-i2'}))
         looks, racers = [], []
         real = self.host.executor.run

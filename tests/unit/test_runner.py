@@ -18,6 +18,7 @@ import testtools
 from cinder.tests.unit import test  # noqa: F401
 
 from cinder_zol import exception
+from cinder_zol.host import wire
 from cinder_zol import runner
 from tests.unit import ssh_server
 
@@ -118,11 +119,11 @@ class CommandLineTestCase(testtools.TestCase):
     def test_request_line(self):
         self.assertEqual({'argv': ['create', 'tank/c', 'v'],
                           'payload': {'props': {}}},
-                         json.loads(runner.request_line(
-                             ['create', 'tank/c', 'v'], '{"props": {}}')))
+                         json.loads(wire.request_line(
+                             ['create', 'tank/c', 'v'], {'props': {}})))
         self.assertEqual({'argv': ['version'], 'payload': {}},
-                         json.loads(runner.request_line(['version'], '')))
-        self.assertTrue(runner.request_line(['version'], '').endswith('\n'))
+                         json.loads(wire.request_line(['version'], None)))
+        self.assertTrue(wire.request_line(['version'], {}).endswith('\n'))
 
 
 class LocalRunnerTestCase(testtools.TestCase):
@@ -188,19 +189,19 @@ class LocalRunnerTestCase(testtools.TestCase):
     def test_request_is_one_shot(self):
         agent = write_agent(self.tmp)
         line = self.runner.request(agent, ['echo', 'tank/c', 'a b'],
-                                   json.dumps({'props': {'x': '1'}}))
+                                   {'props': {'x': '1'}})
         result = json.loads(line)['result']
         self.assertEqual(['echo', 'tank/c', 'a b'], result['argv'])
         self.assertEqual({'props': {'x': '1'}}, result['payload'])
         self.assertFalse(result['session'])
-        second = json.loads(self.runner.request(agent, ['echo'], '{}'))
+        second = json.loads(self.runner.request(agent, ['echo'], {}))
         self.assertNotEqual(result['pid'], second['result']['pid'])
 
     def test_request_without_reply(self):
         agent = write_agent(self.tmp)
         e = self.assertRaises(
             processutils.ProcessExecutionError, self.runner.request, agent,
-            ['exit', '4'], json.dumps({'last_words': 'agent broke\n'}))
+            ['exit', '4'], {'last_words': 'agent broke\n'})
         self.assertEqual(4, e.exit_code)
         self.assertIn('agent broke', e.stderr)
         self.assertIn('no reply', e.description)
@@ -208,7 +209,7 @@ class LocalRunnerTestCase(testtools.TestCase):
     def test_request_timeout(self):
         agent = write_agent(self.tmp)
         self.assertRaises(exception.CommandTimeout, self.runner.request,
-                          agent, ['sleep', '5'], '{}', timeout=0.5)
+                          agent, ['sleep', '5'], {}, timeout=0.5)
 
     # -- streams -----------------------------------------------------------
 
@@ -330,8 +331,7 @@ class SshRunnerTestCase(testtools.TestCase):
 
     def request(self, r, argv, payload=None, **kwargs):
         """The result part of the fake agent's reply."""
-        line = r.request(self.agent, argv, json.dumps(payload or {}),
-                         **kwargs)
+        line = r.request(self.agent, argv, payload or {}, **kwargs)
         reply = json.loads(line)
         self.assertTrue(reply['ok'])
         return reply['result']
@@ -558,7 +558,7 @@ class SshRunnerTestCase(testtools.TestCase):
         r = self.make()
         self.assertRaises(exception.StorageHostUnreachable, r.run, ['true'])
         self.assertRaises(exception.StorageHostUnreachable, r.request,
-                          self.agent, ['version'], '{}')
+                          self.agent, ['version'], {})
 
     def test_secrets_never_logged(self):
         r = self.make()
@@ -661,7 +661,7 @@ class SshRunnerTestCase(testtools.TestCase):
         pid = self.request(r, ['echo'])['pid']
         e = self.assertRaises(
             exception.StorageHostUnreachable, r.request, self.agent,
-            ['exit', '3'], json.dumps({'last_words': 'Traceback: boom\n'}))
+            ['exit', '3'], {'last_words': 'Traceback: boom\n'})
         self.assertIn('Traceback: boom', str(e))
         self.assertIn('exit status 3', str(e))
         result = self.request(r, ['echo', 'after'])
@@ -688,7 +688,7 @@ class SshRunnerTestCase(testtools.TestCase):
                            'the agent to start sleeping')
         e = self.assertRaises(exception.StorageHostConnectionLost,
                               r.request, self.agent, ['sleep', '5', marker],
-                              '{}')
+                              {})
         self.assertIn('ended the session', str(e))
         self.assert_says_lost_mid_operation(e, 'sleep 5 ' + marker)
         self.assertEqual(['echo'], self.request(r, ['echo'])['argv'])
@@ -704,7 +704,7 @@ class SshRunnerTestCase(testtools.TestCase):
         pid = self.request(r, ['echo'])['pid']
         start = time.monotonic()
         e = self.assertRaises(exception.CommandTimeout, r.request,
-                              self.agent, ['sleep', '5'], '{}', timeout=0.5)
+                              self.agent, ['sleep', '5'], {}, timeout=0.5)
         self.assertLess(time.monotonic() - start, 3)
         self.assertIn('sleep 5', str(e))
         result = self.request(r, ['echo', 'next'])
@@ -746,7 +746,7 @@ class SshRunnerTestCase(testtools.TestCase):
         r = self.make()
         e = self.assertRaises(
             exception.StorageHostUnreachable, r.request, self.agent,
-            ['exit', '1'], json.dumps({'last_words': 'password=hunter2\n'}))
+            ['exit', '1'], {'last_words': 'password=hunter2\n'})
         self.assertNotIn('hunter2', str(e))
 
     # -- streams -----------------------------------------------------------

@@ -22,7 +22,8 @@ class FakeRunner(object):
         self.requests = []
 
     def request(self, program, argv, payload, timeout=None):
-        self.requests.append((program, argv, json.loads(payload)))
+        # the payload must be what the wire can carry
+        self.requests.append((program, argv, json.loads(json.dumps(payload))))
         reply = self.replies.pop(0)
         return reply if isinstance(reply, str) else json.dumps(reply)
 

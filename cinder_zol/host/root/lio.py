@@ -17,7 +17,8 @@ LIO reads the size from the block device: a resize needs nothing here.
 
 import time
 
-from . import errors
+from .. import errors
+from . import backend
 
 LUN = 0
 PORTAL_IP = '0.0.0.0'
@@ -53,7 +54,7 @@ class _Restore(object):
         self.func(*self.args)
 
 
-class Backend(object):
+class Backend(backend.Backend):
 
     tool = 'lioadm'
     restores_itself = True    # rtslib-fb-targetctl loads saveconfig.json

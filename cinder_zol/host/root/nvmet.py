@@ -32,8 +32,9 @@ does the same when cinder-volume starts.
 
 import os
 
-from . import errors
-from . import grammar
+from .. import errors
+from .. import grammar
+from . import backend
 
 ROOT = '/sys/kernel/config/nvmet'
 MODULES = ('nvmet', 'nvmet-tcp')
@@ -47,7 +48,7 @@ def _error(what, e):
         type(e).__name__, getattr(e, 'strerror', None) or e))
 
 
-class Backend(object):
+class Backend(backend.Backend):
 
     tool = 'nvmet'
     restores_itself = False   # records.py and restore() bring it back

@@ -44,7 +44,8 @@ import re
 import tempfile
 import time
 
-from . import errors
+from .. import errors
+from . import backend
 
 CONF_DIR = '/etc/tgt/conf.d'
 LUN = 1
@@ -186,7 +187,7 @@ def _scrub(text, secrets):
     return text
 
 
-class Backend(object):
+class Backend(backend.Backend):
 
     tool = 'tgtadm'
     restores_itself = True    # tgt.service loads conf.d at boot

@@ -18,10 +18,8 @@ import json
 import os
 import tempfile
 
-from . import errors
-from . import locks
-
-STATE_DIR = '/var/lib/cinder-zol-target'
+from .. import errors
+from .. import locks
 
 
 def _path(state_dir, helper, parent, name):
