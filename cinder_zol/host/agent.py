@@ -23,8 +23,9 @@ session goes on.
 Replies (:mod:`.wire`): ``{"ok": true, "result": {...}, "notes": [...]}``
 or ``{"ok": false, "error": {...}, "notes": [...]}`` (exit status 1, or
 126 when refused: Refused or NotOwned, nothing ran). Root operations go to
-the root helper (:mod:`.root`): in-process when the agent is root, else
-through one sudo session.
+the root helper (:mod:`.root`, the program ``wire.ROOT_PROGRAM``): one
+session per agent, through sudo unless the agent is root already. The
+agent imports nothing of the root helper's code.
 """
 
 import json
@@ -45,8 +46,6 @@ from . import manage  # noqa: F401 (binds manage, retype)
 from . import ops  # noqa: F401 (binds the volume operations)
 from . import serve
 from . import wire
-from .root import main as root_main
-from .root import streams
 
 
 def new_context(config, **kwargs):
@@ -78,18 +77,23 @@ def request(ctx, argv, payload):
 
 
 def run_root(ctx, operation, args, payload):
-    """Root operations run as root: here, or through sudo."""
+    """Root operations run in the root helper (or ``ctx.target_runner``)."""
     if ctx.target_runner is not None:
         return ctx.target_runner(operation, args, payload)
-    if os.geteuid() == 0:
-        return root_main.dispatch(ctx, operation, args, payload)
     if ctx.root_session is None:
         ctx.root_session = RootSession()
     return ctx.root_session.call([operation.name] + args, payload)
 
 
+def root_command(argv):
+    """The root helper's command line: through sudo unless already root."""
+    if os.geteuid() == 0:
+        return [wire.ROOT_PROGRAM] + list(argv)
+    return ['sudo', '-n', '--', wire.ROOT_PROGRAM] + list(argv)
+
+
 class RootSession(object):
-    """Requests to the root helper, through one sudo session.
+    """Requests to the root helper, through one session.
 
     The session stays open for the life of this agent: a sudo and a
     Python start per agent, not per request.
@@ -103,7 +107,7 @@ class RootSession(object):
         for attempt in (1, 2):
             if self.process is None or self.process.poll() is not None:
                 self.process = subprocess.Popen(
-                    ['sudo', '-n', '--', wire.ROOT_PROGRAM, 'session'],
+                    root_command(['session']),
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE, env=execute.ENV, close_fds=True)
             try:
@@ -144,13 +148,12 @@ def _relay(done):
 
 def _stream(ctx, operation, args, argv):
     """Raw data ops: hand stdin/stdout to the root helper as they are."""
-    if ctx.target_runner is None and os.geteuid() != 0:
-        log.audit(argv, None, 'handed to the root helper')
-        sys.stdout.flush()
-        # nothing of the client's environment (sshd's AcceptEnv) goes on
-        os.execve('/usr/bin/sudo', ['sudo', '-n', '--', wire.ROOT_PROGRAM] +
-                  argv, execute.ENV)
-    return streams.audited(ctx, operation, args, argv)
+    log.audit(argv, None, 'handed to the root helper')
+    sys.stdout.flush()
+    command = root_command(argv)
+    program = '/usr/bin/sudo' if command[0] == 'sudo' else command[0]
+    # nothing of the client's environment (sshd's AcceptEnv) goes on
+    os.execve(program, command, execute.ENV)
 
 
 def one_request(ctx, argv):

@@ -15,8 +15,8 @@ from . import zfs
 class Context(object):
     """The configuration, the executor, the locks, and the test seams.
 
-    ``target_runner(operation, args, payload)`` runs a root operation
-    (the agent sets it: in-process as root, else through sudo);
+    ``target_runner(operation, args, payload)``, when set, runs a root
+    operation in place of the root helper (tests);
     ``wait_for_device``, ``device_of`` and ``target_backends`` are the
     root helper's, replaced by fakes in tests; ``transient_prefixes`` is
     what a sweep may remove (the agent's image imports and uploads).

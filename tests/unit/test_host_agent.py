@@ -203,6 +203,27 @@ class SshWrapperTestCase(testtools.TestCase):
         self.assertEqual(agent.execute.ENV, environment)
         self.assertIn('-> handed to the root helper', self.syslog[-1][1])
 
+    def test_stream_as_root_runs_the_root_helper_without_sudo(self):
+        self.host.target_runner = None
+        env = {'SSH_ORIGINAL_COMMAND': ssh_command('read', PARENT, 'vol-a')}
+        with mock.patch.dict(os.environ, env, clear=True), \
+                mock.patch.object(agent.os, 'geteuid', return_value=0), \
+                mock.patch.object(agent.os, 'execve',
+                                  side_effect=SystemExit(0)) as execve:
+            self.assertRaises(SystemExit, agent.ssh_wrapper, self.host)
+        program, argv, environment = execve.call_args[0]
+        self.assertEqual(wire.ROOT_PROGRAM, program)
+        self.assertEqual([wire.ROOT_PROGRAM, 'read', PARENT, 'vol-a'], argv)
+        self.assertEqual(agent.execute.ENV, environment)
+
+    def test_root_session_as_root_runs_the_root_helper_without_sudo(self):
+        with mock.patch.object(agent.os, 'geteuid', return_value=0):
+            self.assertEqual([wire.ROOT_PROGRAM, 'session'],
+                             agent.root_command(['session']))
+        with mock.patch.object(agent.os, 'geteuid', return_value=1000):
+            self.assertEqual(['sudo', '-n', '--', wire.ROOT_PROGRAM,
+                              'session'], agent.root_command(['session']))
+
     def test_session_through_the_wrapper(self):
         requests = b''.join(json.dumps(r).encode() + b'\n' for r in (
             {'argv': ['create', PARENT, 'volume-a', '1073741824'],

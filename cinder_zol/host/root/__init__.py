@@ -4,14 +4,14 @@ Root-only code, apart from the agent: :mod:`.main` (entry point and
 dispatch), :mod:`.exports` (the target operations and the binding
 check), :mod:`.streams` (zvol data), :mod:`.backend` (what a target
 backend provides) with :mod:`.tgt`, :mod:`.lio` and :mod:`.nvmet`, and
-:mod:`.records`. It imports nothing of the agent; the agent imports it
-to run root operations in-process when it is root.
+:mod:`.records`. It imports nothing of the agent, and the agent nothing
+of it: the agent runs it as a program.
 
 tgtd accepts management only from root, LIO and nvmet live in root-only
 configfs, and zvol device nodes are root:disk: these operations need root.
-The agent runs them in-process when it is root (a lab) and otherwise
-through ``sudo -n /usr/libexec/cinder-zol/cinder-zol-target`` (one sudoers
-line allows exactly that program). Whoever calls, the helper itself:
+The agent runs ``/usr/libexec/cinder-zol/cinder-zol-target`` for them,
+through ``sudo -n`` (one sudoers line allows exactly that program) unless
+it is root itself. Whoever calls, the helper itself:
 
 * re-validates every argument (sudo cannot see argv boundaries),
 * derives the device from PARENT/NAME, checks in zfs that it is a volume
