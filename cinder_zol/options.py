@@ -9,7 +9,7 @@ from oslo_config import cfg
 
 from cinder.volume import configuration
 
-from cinder_zol import targets
+from cinder_zol.host import helpers
 
 zfs_opts = [
     cfg.StrOpt('zol_dataset',
@@ -73,8 +73,8 @@ ssh_opts = [
 target_opts = [
     cfg.StrOpt('zol_target_helper',
                default='tgtadm',
-               choices=[(name, what) for name, (_m, _c, what)
-                        in sorted(targets.HELPERS.items())],
+               choices=[(h.name, h.what) for h
+                        in sorted(helpers.HELPERS.values())],
                help='Target implementation on the storage host that '
                     'exports the zvols.'),
     cfg.IntOpt('zol_device_wait_timeout',

@@ -33,6 +33,7 @@ import time
 if not __package__:  # run as a plain script: python cinder_zol_lab/__main__.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
+from cinder_zol.host import helpers  # noqa: E402
 from cinder_zol_lab import faults  # noqa: E402
 from cinder_zol_lab import guest as lab  # noqa: E402
 from cinder_zol_lab import services  # noqa: E402
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ('run', 'shell', 'demo'):
         sp = sub.add_parser(name, help=helps[name])
         parsers.append(sp)
-        sp.add_argument('--target', choices=lab.TARGET_HELPERS,
+        sp.add_argument('--target', choices=helpers.NAMES,
                         default='tgtadm' if name == 'demo' else None,
                         help='iSCSI target to activate in the guest')
         sp.add_argument('--pool', default='tank')

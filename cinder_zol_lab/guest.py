@@ -36,6 +36,8 @@ import threading
 import time
 from typing import Callable
 
+from cinder_zol.host import helpers
+
 from . import services
 from .shell import CONTROL_SOCKET
 from .shell import GuestShell
@@ -60,7 +62,6 @@ PROFILES = {
 }
 DEFAULT_PROFILE = 'debian13'
 
-TARGET_HELPERS = ('tgtadm', 'lioadm', 'nvmet')
 # How the storage host is set up: the driver logs in as an unprivileged
 # account through the forced-command wrapper (the default, as the README
 # recommends), or as root.
@@ -717,7 +718,7 @@ modprobe -a target_core_mod iscsi_target_mod target_core_iblock
 targetcli ls / 1 >/dev/null
 '''
         else:
-            raise ValueError(f'target helper must be one of {TARGET_HELPERS}, '
+            raise ValueError(f'target helper must be one of {helpers.NAMES}, '
                              f'not {helper!r}')
         self.run(script, timeout=180)
         self.shell.target = helper

@@ -23,24 +23,24 @@ command, and every import counts.
 import re
 
 from . import errors
+from . import helpers
 from . import names
 from . import props
 
 PATH = '/etc/cinder-zol/host.conf'
-TARGET_HELPERS = ('tgtadm', 'lioadm', 'nvmet')
-TARGET_PORTS = (3260, 4420)     # iSCSI, NVMe/TCP
+TARGET_PORTS = tuple(helpers.default_ports(helpers.NAMES))
 MAX_STREAMS = 4
 _NUMBER = re.compile(r'[1-9][0-9]{0,4}')
 
 
 class HostConfig(object):
 
-    def __init__(self, datasets, target_helpers=TARGET_HELPERS, user='root',
+    def __init__(self, datasets, target_helpers=helpers.NAMES, user='root',
                  target_ports=TARGET_PORTS, max_streams=MAX_STREAMS,
                  pool_features=()):
         self.datasets = [names.parent(d) for d in datasets]
         self.target_helpers = [h for h in target_helpers
-                               if h in TARGET_HELPERS]
+                               if h in helpers.HELPERS]
         self.user = user
         self.target_ports = list(target_ports)
         self.max_streams = max_streams
@@ -91,7 +91,7 @@ def parse(text):
     ports = values.get('target_ports')
     return HostConfig(
         values.get('datasets', '').split(),
-        values.get('target_helpers', ' '.join(TARGET_HELPERS)).split(),
+        values.get('target_helpers', ' '.join(helpers.NAMES)).split(),
         values.get('user', 'root'),
         TARGET_PORTS if ports is None else
         [_number('target_ports', p, 65535) for p in ports.split()],

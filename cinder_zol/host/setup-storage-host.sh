@@ -193,13 +193,17 @@ launcher cinder-zol-target root.main
 say "installed $LIBEXEC/cinder-zol-host and cinder-zol-target"
 
 # 3. what this host lets the driver use -------------------------------------
-helpers=()
-command -v tgtadm >/dev/null && helpers+=(tgtadm)
-python3 -c 'import rtslib_fb' 2>/dev/null && helpers+=(lioadm)
-modinfo nvmet-tcp >/dev/null 2>&1 && helpers+=(nvmet)
+helpers_table() {  # helpers_table installed | ports HELPER...: helpers.py
+    python3 -I -c 'import sys; sys.path.insert(0, sys.argv[1])
+from cinder_zol_host import helpers
+sys.exit(helpers.main(sys.argv[2:]))' "$LIB" "$@"
+}
+# the target helpers installed here, and (without --target-port) their ports
+found=$(helpers_table installed)
+read -r -a helpers <<<"$found"
 if [ ${#PORTS[@]} = 0 ]; then
-    [[ " ${helpers[*]} " =~ " tgtadm "|" lioadm " ]] && PORTS+=(3260)
-    [[ " ${helpers[*]} " =~ " nvmet " ]] && PORTS+=(4420)
+    found=$(helpers_table ports "${helpers[@]}")
+    read -r -a PORTS <<<"$found"
 fi
 agent_user=$USER_NAME
 [ "$ROOT_MODE" = 1 ] && agent_user=root
