@@ -35,6 +35,7 @@ from cinder.objects import fields
 from cinder.volume import volume_utils
 
 from cinder_zol import exception
+from cinder_zol.host import helpers
 from cinder_zol import options
 
 LOG = logging.getLogger(__name__)
@@ -110,7 +111,6 @@ class Target(object, metaclass=abc.ABCMeta):
     protocol = None
     # zol_target_helper values this class serves.
     helper = None
-    default_port = None
 
     def __init__(self, configuration, storage, helper):
         self.configuration = configuration
@@ -128,6 +128,10 @@ class Target(object, metaclass=abc.ABCMeta):
 
     def conf(self, name):
         return self.configuration.safe_get(name)
+
+    @property
+    def default_port(self):
+        return helpers.HELPERS[self.helper].port
 
     @property
     def port(self):

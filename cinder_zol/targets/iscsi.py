@@ -44,7 +44,6 @@ LOG = logging.getLogger(__name__)
 
 CHAP_USERNAME_LENGTH = 20
 CHAP_SECRET_LENGTH = 16
-LUNS = {'tgtadm': 1, 'lioadm': 0}
 
 
 def _invalid(error):
@@ -88,11 +87,6 @@ class ISCSITarget(base.Target):
 
     storage_protocol = constants.ISCSI
     protocol = 'iscsi'
-    default_port = 3260
-
-    @property
-    def lun(self):
-        return LUNS[self.helper]
 
     def host_id(self, connector):
         if not connector or not connector.get('initiator'):

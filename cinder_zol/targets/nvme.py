@@ -53,7 +53,6 @@ class NVMeTCPTarget(base.Target):
 
     storage_protocol = constants.NVMEOF_TCP
     protocol = constants.NVMEOF_VARIANT_2      # 'nvmeof'
-    default_port = 4420
 
     def __init__(self, configuration, storage, helper):
         super().__init__(configuration, storage, helper)

@@ -41,13 +41,12 @@ class ISCSITargetTestCase(target_base.TargetTestBase):
 
     # -- helpers and names ---------------------------------------------
 
-    @ddt.data(('tgtadm', 1), ('lioadm', 0))
-    @ddt.unpack
-    def test_helpers(self, helper, lun):
+    @ddt.data('tgtadm', 'lioadm')
+    def test_helpers(self, helper):
         self.set_conf(zol_target_helper=helper)
         target = targets.get_target(self.configuration, self.storage)
         self.assertIsInstance(target, iscsi.ISCSITarget)
-        self.assertEqual(lun, target.lun)
+        self.assertEqual(3260, target.default_port)
         self.assertEqual('iSCSI', target.storage_protocol)
 
     def test_unknown_helper(self):
