@@ -28,22 +28,19 @@ from cinder_zol.host import wire
 
 LOG = logging.getLogger(__name__)
 
-# Volumes one group operation may cover: the snapshots of one zfs command
-# (the storage host refuses more).
-MAX_GROUP_VOLUMES = wire.MAX_SNAPSHOTS
-
 
 def _consistent(group_or_snapshot):
     return volume_utils.is_group_a_cg_snapshot_type(group_or_snapshot)
 
 
 def _check_size(what, count):
-    if count > MAX_GROUP_VOLUMES:
+    # the snapshots of one zfs command: the storage host refuses more
+    if count > wire.MAX_SNAPSHOTS:
         raise cinder_exception.InvalidGroup(reason=_(
             '%(what)s covers %(n)d volumes; a consistent group snapshot on '
             'this backend covers at most %(max)d (one zfs command): split '
             'the group.') % {'what': what, 'n': count,
-                             'max': MAX_GROUP_VOLUMES})
+                             'max': wire.MAX_SNAPSHOTS})
 
 
 def _each(items, delete, what, owner, done, failed):

@@ -68,8 +68,7 @@ LOG = logging.getLogger(__name__)
 cfg.CONF.import_opt('cinder_internal_tenant_project_id', 'cinder.context')
 cfg.CONF.import_opt('cinder_internal_tenant_user_id', 'cinder.context')
 
-CHUNK = wire.CHUNK
-_ZERO = bytes(CHUNK)
+_ZERO = bytes(wire.CHUNK)
 
 
 def _data_ranges(fd, size):
@@ -106,7 +105,7 @@ def records(path, sparse=True, stats=None):
         for start, end in ranges:
             offset = start
             while offset < end:
-                data = os.pread(fd, min(CHUNK, end - offset), offset)
+                data = os.pread(fd, min(wire.CHUNK, end - offset), offset)
                 if not data:
                     break
                 if not sparse or data != _ZERO[:len(data)]:
@@ -376,8 +375,8 @@ class ZvolReader(object):
         chunks = []
         wanted = size if size is not None and size >= 0 else None
         while wanted is None or wanted > 0:
-            piece = self._piece(CHUNK if wanted is None
-                                else min(wanted, CHUNK))
+            piece = self._piece(wire.CHUNK if wanted is None
+                                else min(wanted, wire.CHUNK))
             if not piece:
                 break
             chunks.append(piece)
@@ -386,7 +385,7 @@ class ZvolReader(object):
         return b''.join(chunks)
 
     def _piece(self, limit):
-        """Up to ``limit`` (at most CHUNK) bytes; b'' at the end."""
+        """Up to ``limit`` (at most wire.CHUNK) bytes; b'' at the end."""
         if self._pos == self._next and not self._left and not self._ended:
             self._header()
         if self._pos < self._next:

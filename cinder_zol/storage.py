@@ -23,8 +23,6 @@ from cinder_zol.host import wire
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_PROGRAM = wire.PROGRAM
-
 _EXCEPTIONS = {
     'NotFound': exception.ZfsNotFound,
     'Exists': exception.ZfsExists,
@@ -55,7 +53,7 @@ def to_exception(error):
 class StorageHost(object):
     """Requests to the agent on one storage host, for one parent dataset."""
 
-    def __init__(self, runner, parent, program=DEFAULT_PROGRAM):
+    def __init__(self, runner, parent, program=wire.PROGRAM):
         self.runner = runner
         self.parent = self.check(names.parent, parent)
         self.program = program
@@ -261,6 +259,3 @@ class StorageHost(object):
 
     def target_version(self, helper):
         return self.call('target-version', helper)
-
-
-__all__ = ['StorageHost']

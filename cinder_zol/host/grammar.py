@@ -12,30 +12,18 @@ import re
 
 from . import errors
 from . import names
-from . import props
+from . import props as zprops
 from . import wire
-
-MANAGED_PROP = props.MANAGED
-IMAGE_PROPS = props.IMAGE
 
 # Columns `zfs list` may be asked for.
 LIST_FIELDS = frozenset((
     'name', 'type', 'volsize', 'used', 'available', 'refreservation',
     'origin', 'clones', 'defer_destroy', 'createtxg', 'volblocksize',
-    'referenced', 'logicalused', MANAGED_PROP) + IMAGE_PROPS)
+    'referenced', 'logicalused', zprops.MANAGED) + zprops.IMAGE)
 LIST_TYPES = frozenset(('all', 'volume', 'snapshot', 'filesystem',
                         'filesystem,volume', 'volume,snapshot'))
 GET_PROPS = frozenset(('type', 'used', 'available', 'used,available',
-                       'type,used,available', 'version', MANAGED_PROP))
-
-# Properties `zfs create/clone/set` may carry and what `zfs inherit` may
-# clear (see .props). Whatever `zfs allow` grants on the storage host must
-# cover SETTABLE.
-SETTABLE = props.SETTABLE
-INHERITABLE = props.INHERITABLE
-# What every created or cloned zvol carries; `zfs set` may only set the
-# same (an adopted zvol).
-FIXED = props.FIXED
+                       'type,used,available', 'version', zprops.MANAGED))
 
 
 def _dataset(arg, parents):
@@ -90,7 +78,7 @@ def _options(args):
     """Leading ``-o k=v`` pairs -> (dict, rest)."""
     props = {}
     while len(args) >= 2 and args[0] == '-o':
-        key, value = _assignment(args[1], SETTABLE)
+        key, value = _assignment(args[1], zprops.SETTABLE)
         props[key] = value
         args = args[2:]
     return props, args
@@ -98,8 +86,9 @@ def _options(args):
 
 def _new_zvol(props):
     """A created or cloned zvol's options carry the marks of ours."""
-    return props.get(MANAGED_PROP) == 'yes' and \
-        all(props.get(key) == value for key, value in FIXED.items())
+    return props.get(zprops.MANAGED) == 'yes' and \
+        all(props.get(key) == value
+            for key, value in zprops.FIXED.items())
 
 
 def _expect(cond, argv):
@@ -157,11 +146,11 @@ def check_zfs(argv, parents):
     elif verb == 'set':
         _expect(len(args) >= 2, argv)
         for arg in args[:-1]:
-            key, value = _assignment(arg, SETTABLE)
-            _expect(FIXED.get(key, value) == value, argv)
+            key, value = _assignment(arg, zprops.SETTABLE)
+            _expect(zprops.FIXED.get(key, value) == value, argv)
         _dataset(args[-1], parents)
     elif verb == 'inherit':
-        _expect(len(args) == 2 and args[0] in INHERITABLE, argv)
+        _expect(len(args) == 2 and args[0] in zprops.INHERITABLE, argv)
         _dataset(args[1], parents)
     elif verb == 'rollback':
         _expect(len(args) in (1, 2), argv)

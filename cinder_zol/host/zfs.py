@@ -18,17 +18,14 @@ from . import grammar
 from . import names
 from . import props as zprops
 
-MANAGED_PROP = grammar.MANAGED_PROP
-IMAGE_ID_PROP, IMAGE_HASH_PROP = grammar.IMAGE_PROPS
+IMAGE_ID_PROP, IMAGE_HASH_PROP = zprops.IMAGE
 
 # Columns read by list(), in this order.
 LIST_FIELDS = ('name', 'type', 'volsize', 'used', 'available',
                'refreservation', 'origin', 'clones', 'defer_destroy',
-               'createtxg', 'volblocksize', MANAGED_PROP, IMAGE_HASH_PROP)
+               'createtxg', 'volblocksize', zprops.MANAGED, IMAGE_HASH_PROP)
 # Seconds a destroy retries while the zvol is still busy.
 BUSY_WAIT = 10
-# Properties only `zfs create` may set; a clone inherits them.
-CREATE_ONLY = zprops.CREATE_ONLY
 _NUMERIC = frozenset(('volsize', 'used', 'available', 'refreservation',
                       'createtxg', 'volblocksize'))
 
@@ -102,7 +99,7 @@ class Dataset(object):
         self.origin = get('origin')
         self.clones = get('clones').split(',') if get('clones') else []
         self.deferred = get('defer_destroy') == 'on'
-        self.managed = get(MANAGED_PROP) == 'yes'
+        self.managed = get(zprops.MANAGED) == 'yes'
         self.image_hash = get(IMAGE_HASH_PROP)
         self.snapshots = []
 
@@ -281,7 +278,7 @@ class ZfsHost(object):
         if sparse:
             args.append('-s')
         props = dict(self._allowed(props), **zprops.FIXED)
-        props[MANAGED_PROP] = 'yes'
+        props[zprops.MANAGED] = 'yes'
         self._zfs('zfs create %s' % self.path(name),
                   *(args + self._options(props) + [self.path(name)]))
 
@@ -311,7 +308,7 @@ class ZfsHost(object):
         origin, target = self.path(name, snapshot), self.path(new_name)
         props = dict(self._allowed(zprops.for_clone(names.properties(props))),
                      **zprops.FIXED)
-        props[MANAGED_PROP] = 'yes'
+        props[zprops.MANAGED] = 'yes'
         if volsize is not None:
             props['volsize'] = str(names.size(volsize))
         if not sparse:

@@ -13,10 +13,11 @@ import collections
 import threading
 
 from cinder_zol.host import execute
+from cinder_zol.host import props
 from cinder_zol.host import zfs
 
 KNOWN_PROPS = {'volblocksize', 'compression', 'refreservation', 'volsize',
-               'logbias', 'sync', 'primarycache', 'volmode', zfs.MANAGED_PROP,
+               'logbias', 'sync', 'primarycache', 'volmode', props.MANAGED,
                zfs.IMAGE_ID_PROP, zfs.IMAGE_HASH_PROP}
 CREATE_ONLY = {'volblocksize'}
 

@@ -14,6 +14,7 @@ from cinder.volume import configuration as conf
 
 from cinder_zol import driver as driver_mod
 from cinder_zol import exception
+from cinder_zol.host import props
 from cinder_zol.host import wire
 from cinder_zol.host import zfs
 from cinder_zol import options
@@ -132,7 +133,7 @@ class CreateTestCase(DriverTestBase):
         self.assertEqual(2 * units.Gi, ds['volsize'])
         self.assertEqual(0, ds['refreservation'])
         self.assertIn('-s', self.zfs.calls[-1])
-        self.assertEqual('yes', ds['props'][zfs.MANAGED_PROP])
+        self.assertEqual('yes', ds['props'][props.MANAGED])
 
     def test_thick_from_san_thin_provision(self):
         self.set_conf(san_thin_provision=False)
@@ -158,7 +159,7 @@ class CreateTestCase(DriverTestBase):
         vol = self.typed_volume(**{'zfs:logbias': 'throughput'})
         self.driver.create_volume(vol)
         self.assertEqual({'compression': 'lz4', 'logbias': 'throughput',
-                          'volblocksize': '16K', zfs.MANAGED_PROP: 'yes',
+                          'volblocksize': '16K', props.MANAGED: 'yes',
                           'volmode': 'dev'},
                          self.ds(vol.name)['props'])
         typed = self.typed_volume(**{'zfs:volblocksize': '64K'})

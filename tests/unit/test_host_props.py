@@ -4,7 +4,6 @@ import ddt
 from oslotest import base
 
 from cinder_zol.host import errors
-from cinder_zol.host import grammar
 from cinder_zol.host import props
 
 
@@ -97,8 +96,8 @@ class RulesTestCase(base.BaseTestCase):
     def test_grammar_uses_the_same_sets(self):
         """What zfs may carry = what may be requested + the driver's own."""
         self.assertEqual(props.REQUESTABLE | set(props.OWN),
-                         grammar.SETTABLE)
-        self.assertTrue(props.INHERITABLE <= grammar.SETTABLE)
+                         props.SETTABLE)
+        self.assertTrue(props.INHERITABLE <= props.SETTABLE)
         self.assertFalse(props.CREATE_ONLY & props.INHERITABLE)
         self.assertNotIn('volsize', props.INHERITABLE)
         self.assertNotIn('refreservation', props.INHERITABLE)

@@ -8,11 +8,12 @@ from cinder import exception as cinder_exception
 from cinder_zol import exception
 from cinder_zol.host import errors as host_errors
 from cinder_zol.host import grammar
+from cinder_zol.host import props
 from tests.unit import fake_zfs
 from tests.unit import test_driver
 
 GiB = units.Gi
-MANAGED = grammar.MANAGED_PROP
+MANAGED = props.MANAGED
 
 
 @ddt.ddt
