@@ -28,7 +28,7 @@ INITIATOR = 'iqn.2026-12.org.cinder-zol:bench'
 CONNECTOR = {'initiator': INITIATOR, 'ip': '127.0.0.1', 'host': 'bench',
              'multipath': False}
 MANAGED = 'cinder_zol:managed=yes'
-# What the tgt helper binds besides the real initiators (host/tgt.py).
+# What the tgt helper binds besides the real initiators (host/root/tgt.py).
 TGT_PLACEHOLDER_INITIATOR = 'iqn.2010-10.org.openstack:cinder-zol.nobody'
 TGT_PLACEHOLDER_ADDRESS = '255.255.255.255'
 FLOOR_TID = 1000   # + serial: clear of the helper's max + 1

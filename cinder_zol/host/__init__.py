@@ -4,8 +4,9 @@ Installed on the ZFS storage host by ``setup-storage-host.sh`` (as
 ``/usr/lib/cinder-zol/cinder_zol_host`` with the launchers
 ``/usr/libexec/cinder-zol/cinder-zol-host`` and ``cinder-zol-target``),
 and imported in-process by the unit tests. The driver sends requests
-(:mod:`.ops` is the vocabulary) to :mod:`.agent`, which runs them with the
-ZFS model (:mod:`.zfs`), the dependency bookkeeping (:mod:`.dependents`)
-and, as root, the target helpers (:mod:`.target`, :mod:`.tgt`, :mod:`.lio`).
+(:mod:`.wire` is the vocabulary both ends import) to :mod:`.agent`, which
+runs them with the ZFS model (:mod:`.zfs`) and the dependency bookkeeping
+(:mod:`.dependents`), and hands target changes and zvol data to the root
+helper (:mod:`.root`), a program of its own.
 Intra-package imports are relative, so the package works under either name.
 """

@@ -15,8 +15,9 @@ any point loses and leaks nothing:
   after the clone exists, so zfs removes it with the clone.
 
 Every function here runs under the storage host's dependency lock
-(:mod:`.locks`, taken by :mod:`.ops`), so two services or two requests never
-see each other's half-done steps. Nothing here ever uses ``-r``/``-R`` on
+(:mod:`.locks`, taken by :mod:`.agent` as each operation's entry in
+:data:`.wire.OPERATIONS` says), so two services or two requests never see
+each other's half-done steps. Nothing here ever uses ``-r``/``-R`` on
 data a user may need.
 """
 

@@ -1,7 +1,8 @@
 """Exporting zvols from the storage host: what every protocol shares.
 
-The work happens on the storage host (:mod:`cinder_zol.host.target`, under
-its own lock, one request per call); this side decides names, credentials
+The work happens on the storage host's root helper
+(:mod:`cinder_zol.host.root.exports`, under its own lock, one request per
+call); this side decides names, credentials
 and access from Cinder's objects and turns the host's answers into
 ``provider_location``/``provider_auth`` and connection info.
 

@@ -15,7 +15,7 @@ target seen through each portal); ``provider_location`` names only the
 primary, so changing the secondaries needs no database change. Exports ask
 the storage host to listen on every port the portals use, on all of its
 addresses (tgt: a tgtd portal per port, LIO: a network portal per port in
-each TPG; see cinder_zol.host.tgt and cinder_zol.host.lio).
+each TPG; see cinder_zol.host.root.tgt and cinder_zol.host.root.lio).
 
 CHAP is on unless ``use_chap_auth = False`` is written explicitly (Cinder's
 own default is off). Each volume gets its own random user name (20

@@ -1,4 +1,4 @@
-"""The LIO target backend (cinder_zol.host.lio) against an in-memory
+"""The LIO target backend (cinder_zol.host.root.lio) against an in-memory
 rtslib_fb (tests.unit.fake_rtslib): what each operation leaves in the LIO
 configuration, what it saves, and how it fails."""
 

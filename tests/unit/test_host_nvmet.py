@@ -1,6 +1,6 @@
-"""The nvmet target backend (cinder_zol.host.nvmet) against a configfs tree
-in a temporary directory (tests.unit.fake_nvmet), and the configfs grammar
-it is held to (cinder_zol.host.grammar.check_nvmet)."""
+"""The nvmet target backend (cinder_zol.host.root.nvmet) against a configfs
+tree in a temporary directory (tests.unit.fake_nvmet), and the configfs
+grammar it is held to (cinder_zol.host.grammar.check_nvmet)."""
 
 import errno
 import inspect

@@ -25,7 +25,7 @@ Online extend: ``revalidate_size`` (Linux 5.11+) makes nvmet re-read the
 zvol's size and tell the hosts (an asynchronous event, they rescan).
 
 nvmet saves nothing: the root helper records each export
-(:mod:`cinder_zol.host.records`) and re-creates them at boot
+(:mod:`cinder_zol.host.root.records`) and re-creates them at boot
 (``cinder-zol-target restore``, same NQN, uuid and nguid); ``ensure_export``
 does the same when cinder-volume starts.
 """
@@ -51,7 +51,7 @@ def _error(what, e):
 class Backend(backend.Backend):
 
     tool = 'nvmet'
-    restores_itself = False   # records.py and restore() bring it back
+    restores_itself = False   # .records and exports.restore() bring it back
 
     def __init__(self, executor, root=ROOT, module_dir='/sys/module'):
         self.executor = executor
