@@ -2,11 +2,12 @@
 
 For each helper (``zol_target_helper``, host.conf's ``target_helpers``):
 the protocol and the driver's class for it (:mod:`cinder_zol.targets`),
-the root helper's backend module (:mod:`.root`), the Debian packages it
-needs, what shows it is installed, the TCP port its targets listen on by
-default, and a line for the option's help. Adding a helper for a known
-protocol is one entry here and one backend module in ``root/``; a new
-protocol adds its driver class in ``cinder_zol/targets/``.
+the root helper's backend module (:mod:`.root`), what shows it is
+installed (setup-storage-host.sh asks :func:`main`), the TCP port its
+targets listen on by default, and a line for the option's help. Adding a
+helper for a known protocol is one entry here and one backend module in
+``root/``; a new protocol adds its driver class in ``cinder_zol/targets/``
+(the README's "How it is built" says what else may change).
 """
 
 import collections
@@ -15,19 +16,18 @@ import shutil
 import subprocess
 
 Helper = collections.namedtuple(
-    'Helper', 'name protocol target_class backend packages detect port what')
+    'Helper', 'name protocol target_class backend detect port what')
 
 HELPERS = collections.OrderedDict((h.name, h) for h in (
-    Helper('tgtadm', 'iscsi', 'ISCSITarget', 'tgt', ('tgt',),
+    Helper('tgtadm', 'iscsi', 'ISCSITarget', 'tgt',
            ('program', 'tgtadm'), 3260,
            'iSCSI through the Linux SCSI target framework (tgtd), one '
            'config file per volume in /etc/tgt/conf.d'),
     Helper('lioadm', 'iscsi', 'ISCSITarget', 'lio',
-           ('targetcli-fb', 'python3-rtslib-fb'),
            ('python', 'rtslib_fb'), 3260,
            'iSCSI through the LIO kernel target (rtslib-fb), saved '
            'with saveconfig'),
-    Helper('nvmet', 'nvme', 'NVMeTCPTarget', 'nvmet', (),
+    Helper('nvmet', 'nvme', 'NVMeTCPTarget', 'nvmet',
            ('kmod', 'nvmet-tcp'), 4420,
            'NVMe-oF over TCP through the kernel nvmet target '
            '(configfs); needs target_protocol = nvmet_tcp'),
