@@ -84,7 +84,7 @@ exec %(real)s "$@"
 
 
 class RebootMidRevertTestCase(base.LabTestCase):
-    """The storage host reboots between the renames of a swap-revert."""
+    """The storage host crashes between the renames of a swap-revert."""
 
     def hold_rename(self, source):
         """Make ``zfs rename SOURCE`` wait (until the reboot)."""
@@ -126,10 +126,10 @@ class RebootMidRevertTestCase(base.LabTestCase):
         self.wait_hit()
         # the volume is hidden now, its clone not yet in its place
         self.assertNotIn('%s/%s' % (self.parent, vol.name), self.zfs_names())
-        self.shell.reboot()
+        self.shell.reboot(crash=True)
         t.join(180)
         self.assertIn('error', box)
-        outcome('storage host rebooted between the renames of a revert',
+        outcome('storage host reset between the renames of a revert',
                 test_faults.failure(box['error']))
 
         # what the crash left survived the boot
