@@ -42,6 +42,8 @@ import time
 
 import requests
 
+from cinder_zol_lab import faults
+
 MiB = 2 ** 20
 GiB = 2 ** 30
 CTYPE = 'e2e-conc'
@@ -923,33 +925,10 @@ class Scenarios:
         self.faults.append((fault, outcome))
         say(f'    fault: {fault} -> {outcome}')
 
-    def _hold(self, tool, match):
-        """Make the next ``tool`` call with ``match`` in argv wait.
-
-        As tests/functional/test_faults.py does: a wrapper bind-mounted
-        over the tool waits for a go-file. Returns release(), which lets
-        it go and removes the wrapper.
-        """
-        d = '/usr/local/lib/cinder-zol-fault'
-        self.guest.run(
-            f'set -e; mkdir -p {d}; rm -f {HOLD}.hit {HOLD}.go; '
-            f'cp /usr/sbin/{tool} {d}/{tool}; cat > {d}/{tool}-wrapper; '
-            f'chmod 755 {d}/{tool}-wrapper; '
-            f'mount --bind {d}/{tool}-wrapper /usr/sbin/{tool}',
-            input=HOLD_WRAPPER % {'match': match, 'real': f'{d}/{tool}',
-                                  'hold': HOLD})
-
-        def release():
-            self.guest.run(f'test -e {HOLD}.go || {{ touch {HOLD}.go; '
-                           f'umount /usr/sbin/{tool}; }}', check=False)
-        return release
-
-    def _held(self, timeout=120):
+    def _held(self, held, timeout=120):
         """Wait until the held command runs."""
         self._run.services.wait_until(
-            lambda: self.guest.run(f'test -e {HOLD}.hit',
-                                   check=False).returncode == 0,
-            timeout, interval=0.5, what='the held command to run')
+            held.hit, timeout, interval=0.5, what='the held command to run')
 
     def _hold_dependency_lock(self):
         """Hold the storage host's dependency lock; the holder's pid."""
@@ -1067,16 +1046,17 @@ class Scenarios:
             g.fill(z, 'B', offset=off)
         self.create('k23-rc', 1, '--source-volid', self.ids['k23-rv'])
         self.wait('volumes', 'k23-rc', 'available')
-        release = self._hold('zfs', 'promote')
+        # as the functional fault tests do; release() acts once
+        held = faults.hold(g, 'zfs', 'promote')
         try:
             self.cinder('revert-to-snapshot', self.ids['k23-rs'])
-            self._held()
+            self._held(held)
             self.stack.kill_volume()
             say('    cinder-volume killed while the revert\'s zfs promote '
                 'was held on the storage host')
-            dt = self.stack.restart_volume(between=release)
+            dt = self.stack.restart_volume(between=held.release)
         finally:
-            release()
+            held.release()
         vol = self.get('volumes', self.ids['k23-rv'])['status']
         snap = self.get('snapshots', self.ids['k23-rs'])['status']
         data = content()
@@ -1150,19 +1130,6 @@ class Scenarios:
                     'all succeeded; after tgtd start an attachment reads '
                     'and writes; nothing left')
 
-
-HOLD = '/tmp/cinder-zol-fault'
-HOLD_WRAPPER = r'''#!/bin/sh
-# cinder-zol e2e fault: hold a call with "%(match)s" in its argv until
-# %(hold)s.go exists
-for a in "$@"; do
-    if [ "$a" = "%(match)s" ]; then
-        touch %(hold)s.hit
-        while [ ! -e %(hold)s.go ]; do sleep 0.1; done
-    fi
-done
-exec %(real)s "$@"
-'''
 
 SCENARIOS = [
     (20, 'concurrent deletes of a source, its snapshots and clones',
