@@ -69,8 +69,14 @@ def table(rows: list[tuple[str, str, str]]) -> str:
 
 
 def hand_over(run_dir: Path, log, env=os.environ) -> None:
-    """At the end of a lab run: print this run's table, or collect it."""
-    found = rows(Path(run_dir) / FILE)
+    """At the end of a lab run: print this run's table, or collect it.
+
+    Each row once: the rows handed over leave the run dir, so a harness
+    that prints its own table before its closing line (e2e/run.py) is not
+    followed by the lab printing it again.
+    """
+    path = Path(run_dir) / FILE
+    found = rows(path)
     if not found:
         return
     collect = env.get(COLLECT_ENV)
@@ -79,6 +85,7 @@ def hand_over(run_dir: Path, log, env=os.environ) -> None:
             f.writelines('\t'.join(r) + '\n' for r in found)
     else:
         log(table(found))
+    path.unlink()
 
 
 # -- a guest command held mid-flight -------------------------------------

@@ -921,8 +921,8 @@ class Scenarios:
         self._deletes_without_target()
 
     def _fault(self, fault, outcome):
-        """Note a fault's measured outcome for the summary's table."""
-        self.faults.append((fault, outcome))
+        """Note a fault's measured outcome for the fault table."""
+        faults.record(fault, outcome)
         say(f'    fault: {fault} -> {outcome}')
 
     def _held(self, held, timeout=120):

@@ -58,6 +58,13 @@ class FaultTableTestCase(testtools.TestCase):
         faults.hand_over(self.dir, printed.append, self.env)
         self.assertEqual([], printed)
 
+    def test_rows_handed_over_once(self):
+        faults.record('reboot', 'restored', self.env)
+        printed = []
+        faults.hand_over(self.dir, printed.append, self.env)
+        faults.hand_over(self.dir, printed.append, self.env)  # the lab's
+        self.assertEqual(1, len(printed))
+
 
 class FakeShell:
     """GuestShell.run's signature; records scripts, answers from a list."""
