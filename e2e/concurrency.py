@@ -42,6 +42,7 @@ import time
 
 import requests
 
+from cinder_zol.host import locks
 from cinder_zol_lab import faults
 
 MiB = 2 ** 20
@@ -932,8 +933,7 @@ class Scenarios:
 
     def _hold_dependency_lock(self):
         """Hold the storage host's dependency lock; the holder's pid."""
-        path = (f'/run/cinder-zol/'
-                f'{self.guest.parent.replace("/", "%")}.lock')
+        path = f'/run/cinder-zol/{locks.lock_name(self.guest.parent)}.lock'
         out = self.guest.run(
             f'test -e {path} || exit 3; setsid flock -x {path} sleep 300 '
             '</dev/null >/dev/null 2>&1 & echo $!', check=False)
