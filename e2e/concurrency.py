@@ -9,24 +9,31 @@ and checks the storage host is back to what Cinder still lists (only the
 parent dataset when Cinder lists no volume): a hidden ``deleted-*`` zvol
 or a snapshot left behind fails it.
 
-What they prove against the review (review-defects.md):
+What they must show:
 
 * 20: a source, its snapshot and five clones deleted in one ``cinder
-  delete`` call, and snapshots deleted in parallel with clones of them
-  (#2: no error_deleting, no leaked hidden zvol);
+  delete`` call, and snapshots deleted in parallel with clones of them:
+  deletes of a volume and of what depends on it, arriving together, all
+  succeed (no error_deleting) and leave no hidden zvol behind;
 * 21: the load: ten seeded random mixes of every operation at
   concurrency 8, 200 random operations in all (their drains' deletes on
-  top), seven mixes under eventlet and three under native threads (#2,
-  #6). After each mix's random part,
+  top), seven mixes under eventlet and three under native threads: the
+  driver is safe under both of cinder-volume's threading modes. After
+  each mix's random part,
   Cinder, the model and ``zfs list -t all`` agree and nothing is in
   error; each mix then deletes all it made, after which the parent holds
   nothing. Prints p50/p95 latency per operation type over all; any
   HTTP 500 fails the scenario (the stack's database is MariaDB);
 * 22: multiattach across two hosts and twice from one host, detached one
-  at a time; and two first attachments at the same moment (#1, #7);
+  at a time, all with the same credentials (a detach keeps the export
+  while other attachments remain);
+  and all attachments deleted at the same moment (the export goes, no
+  host keeps access);
 * 23: cinder-volume killed while deletes of a source and its clones wait
   on the storage host, and while a revert swaps zvols there; deletes with
-  tgtd stopped (#8). Each fault's outcome goes to the summary's table.
+  tgtd stopped: a crash leaves nothing half done that Cinder cannot
+  delete, and a volume never exported is deleted without its target.
+  Each fault's outcome goes to the fault table (cinder_zol_lab.faults).
 """
 
 from __future__ import annotations
@@ -870,7 +877,7 @@ class Scenarios:
                         f'{state}: attachments left {sorted(left)}')
             self._check(iqn in g.targets(), f'{state}: {iqn} no longer '
                         f'served: the export went with a detach while '
-                        f'other attachments remain (defect 1)')
+                        f'other attachments remain')
             self._logs_in(info, IQN_A, 0x50 + n, (n + 1) * MiB)
             self.session(info, IQN_A).verify_pattern(0x41, MiB, 0)
             if n == 0:
@@ -884,8 +891,9 @@ class Scenarios:
 
         # three attachments, two of them from one host, detached at the
         # same moment: the export must go and neither host may keep
-        # access. (Attaching at the same moment, defect 7, cannot be asked
-        # of Cinder: it refuses a new reservation while one is pending.)
+        # access. (Two first attachments at the same moment cannot be
+        # asked of Cinder: it refuses a new reservation while one is
+        # pending.)
         self.create('k22-vol2', 1, '--volume-type', MTYPE)
         self.wait('volumes', 'k22-vol2', 'available')
         hosts = [(IQN_A, HOST_A), (IQN_A, HOST_A), (IQN_B, HOST_B)]

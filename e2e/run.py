@@ -580,8 +580,8 @@ SCENARIOS = [
 # within CI's time: what they exercise happens in ZFS and in Cinder, the
 # same whichever helper exports. The LIO pass keeps every scenario that
 # goes through the target (create, snapshots, attach and data, restart with
-# ensure_export, multiattach, faults) and the image scenarios that issue #10
-# asks of both helpers (10-13: raw and qcow2 images, volume -> image round
+# ensure_export, multiattach, faults) and the image scenarios that must work
+# with either helper (10-13: raw and qcow2 images, volume -> image round
 # trip, bad images).
 _ZFS_SIDE = 'ZFS and Cinder only; the export is not involved'
 ONE_HELPER_ONLY = {
