@@ -59,11 +59,14 @@ class LabTestCase(test.TestCase):
 
     def configure(self, **overrides):
         """The lab's settings (and OVERRIDES) in this test's CONF."""
+        # Configuration registers the group's options: before overrides
+        configuration = conf.Configuration(options.ALL_OPTS,
+                                           config_group=GROUP)
         settings = backend.settings(self.shell)
         settings.update(overrides)
         for key, value in settings.items():
             self.override_config(key, value, GROUP)
-        return conf.Configuration(options.ALL_OPTS, config_group=GROUP)
+        return configuration
 
     def make_driver(self, **overrides):
         drv = driver_mod.ZFSonLinuxISCSIDriver(
