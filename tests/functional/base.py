@@ -57,20 +57,26 @@ class LabTestCase(test.TestCase):
         self.driver = self.shared_driver()
         self.addCleanup(self.assert_host_clean)
 
-    def configure(self, **overrides):
-        """The lab's settings (and OVERRIDES) in this test's CONF."""
-        # Configuration registers the group's options: before overrides
-        configuration = conf.Configuration(options.ALL_OPTS,
-                                           config_group=GROUP)
+    def configure(self, drv, **overrides):
+        """Set the lab's settings (and OVERRIDES) in this test's CONF.
+
+        After the driver is made: making it registers the options (its
+        own, Cinder's volume and san options) that are set here.
+        """
         settings = backend.settings(self.shell)
         settings.update(overrides)
         for key, value in settings.items():
             self.override_config(key, value, GROUP)
-        return configuration
+        return drv
+
+    @staticmethod
+    def new_driver():
+        return driver_mod.ZFSonLinuxISCSIDriver(
+            configuration=conf.Configuration(options.ALL_OPTS,
+                                             config_group=GROUP))
 
     def make_driver(self, **overrides):
-        drv = driver_mod.ZFSonLinuxISCSIDriver(
-            configuration=self.configure(**overrides))
+        drv = self.configure(self.new_driver(), **overrides)
         drv.do_setup(self.ctxt)
         drv.check_for_setup_error()
         self.addCleanup(drv.runner.close)
@@ -82,14 +88,13 @@ class LabTestCase(test.TestCase):
         Its configuration reads CONF, which each test resets: set the
         same settings again for this test.
         """
-        configuration = self.configure()
         drv = _SHARED.get(self.shell.ssh_port)
-        if drv is None:
-            drv = driver_mod.ZFSonLinuxISCSIDriver(
-                configuration=configuration)
-            drv.do_setup(self.ctxt)
-            drv.check_for_setup_error()
-            _SHARED[self.shell.ssh_port] = drv
+        if drv is not None:
+            return self.configure(drv)
+        drv = self.configure(self.new_driver())
+        drv.do_setup(self.ctxt)
+        drv.check_for_setup_error()
+        _SHARED[self.shell.ssh_port] = drv
         return drv
 
     # -- the guest, seen directly (not through the driver) ---------------
