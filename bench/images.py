@@ -1,16 +1,16 @@
 """Volumes from images through the golden-image cache; numbers only.
 
-Issue #10 item 5: the first volume from an image pays for the cache fill
-(Cinder's image_utils fetches and converts, the driver sends only the
-non-zero records over its own SSH connection); every later one should be a
-ZFS clone, as fast for an 8 GiB image as for a 1 GiB one, and the fill's
-transfer should run near the speed of a bare SSH pipe. The driver's real
-``clone_image`` runs against the lab guest with a fake Glance that serves
-sparse local files the way glanceclient does (64 KiB chunks), so download
-and ``qemu-img convert`` are Cinder's own. The bare paths (OpenSSH and
-paramiko alone, ``cat > /dev/null``) carry the very bytes the driver sent,
-in the same run. Targets are printed next to the numbers; nothing is
-asserted (the exit status says only whether the run finished).
+What the image cache must deliver: the first volume from an image pays
+for the cache fill (Cinder's image_utils fetches and converts, the driver
+sends only the non-zero records over its own SSH connection); every later
+one should be a ZFS clone, as fast for an 8 GiB image as for a 1 GiB one,
+and the fill's transfer should run near the speed of a bare SSH pipe. The
+driver's real ``clone_image`` runs against the lab guest with a fake Glance
+that serves sparse local files the way glanceclient does (64 KiB chunks),
+so download and ``qemu-img convert`` are Cinder's own. The bare paths
+(OpenSSH and paramiko alone, ``cat > /dev/null``) carry the very bytes the
+driver sent, in the same run. Targets are printed next to the numbers;
+nothing is asserted (the exit status says only whether the run finished).
 
 Run in a lab guest: ``python -m cinder_zol_lab run --target tgtadm --
 python bench/images.py`` (--quick: small images, for development).
@@ -34,7 +34,7 @@ GiB = 2 ** 30
 GLANCE_CHUNK = 64 * 1024     # glanceclient's download chunk size
 SEND_CHUNK = MiB
 
-# issue #10 item 5
+# the targets of the image cache, printed next to the numbers
 TARGET_CLONE = 0.10          # volume #2 / volume #1
 TARGET_SIZE = 1.1            # volume #2 at 8 GiB / at 1 GiB
 TARGET_COPY = 0.70           # fill transfer MiB/s / bare SSH MiB/s
@@ -371,7 +371,7 @@ class Run(object):
 
 
 def report(rows, quick):
-    """The tables and the targets of issue #10 item 5."""
+    """The tables, and this run's numbers against the targets."""
     print('\nvolumes from images (clone_image; seconds)')
     print('%-8s %7s %8s %8s %8s %8s %7s %9s' % (
         'image', 'data', '#1 fill', '#2', 'med 2-N', 'max 2-N', '#2/#1',
@@ -432,8 +432,8 @@ def report(rows, quick):
               ''.join(', cipher %s' % r['paramiko'][1] for r in rows[:1]
                       if r.get('paramiko'))))
 
-    print('\nissue #10 item 5 targets, this run%s:' % (
-        ' (--quick sizes: not the issue\'s images)' if quick else ''))
+    print('\nimage cache targets, this run%s:' % (
+        ' (--quick sizes: not the 1 and 8 GiB images)' if quick else ''))
 
     def verdict(ok):
         return 'met' if ok else 'NOT met'

@@ -1,17 +1,30 @@
-"""The fault table: every injected fault of a functional run, and its outcome.
+"""Injected faults: holding a guest command mid-flight, and the fault table.
 
-stestr shows a passing test's stdout to nobody, so each fault test appends
-its rows (``record``) to ``faults.tsv`` in the lab's run dir; the lab
-process prints them when its command ends (``python -m cinder_zol_lab
-run``), or, with $CINDER_ZOL_LAB_FAULT_TABLE set, adds them to that file,
-and ``python -m cinder_zol_lab faults FILE`` prints the table of all runs
-at once (tox -e functional: tgt, then LIO). Standard library only.
+``hold`` bind-mounts a wrapper over a program in the guest (``zfs``,
+``tgtadm``): a call whose argv matches waits there until released, so a
+test can kill a session, restart sshd or reboot the host exactly while an
+operation is half done.
+
+The fault table has one row per injected fault and its outcome. stestr
+shows a passing test's stdout to nobody, so each fault test appends its
+rows (``record``) to ``faults.tsv`` in the lab's run dir; the lab process
+prints them when its command ends (``python -m cinder_zol_lab run``), or,
+with $CINDER_ZOL_LAB_FAULT_TABLE set, adds them to that file, and ``python
+-m cinder_zol_lab faults FILE`` prints the table of all runs at once (tox
+-e functional: tgt, then LIO). Standard library only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+import dataclasses
 import os
 from pathlib import Path
+import shlex
+import textwrap
+import time
+
+from cinder_zol_lab.shell import GuestShell
 
 FILE = 'faults.tsv'            # in the lab run dir
 COLLECT_ENV = 'CINDER_ZOL_LAB_FAULT_TABLE'
@@ -56,8 +69,14 @@ def table(rows: list[tuple[str, str, str]]) -> str:
 
 
 def hand_over(run_dir: Path, log, env=os.environ) -> None:
-    """At the end of a lab run: print this run's table, or collect it."""
-    found = rows(Path(run_dir) / FILE)
+    """At the end of a lab run: print this run's table, or collect it.
+
+    Each row once: the rows handed over leave the run dir, so a harness
+    that prints its own table before its closing line (e2e/run.py) is not
+    followed by the lab printing it again.
+    """
+    path = Path(run_dir) / FILE
+    found = rows(path)
     if not found:
         return
     collect = env.get(COLLECT_ENV)
@@ -66,3 +85,102 @@ def hand_over(run_dir: Path, log, env=os.environ) -> None:
             f.writelines('\t'.join(r) + '\n' for r in found)
     else:
         log(table(found))
+    path.unlink()
+
+
+# -- a guest command held mid-flight -------------------------------------
+
+HOLD_DIR = '/usr/local/lib/cinder-zol-fault'   # real programs and wrappers
+# HOLD_FLAG.hit: a matching call is waiting; HOLD_FLAG.go: let it run
+HOLD_FLAG = '/tmp/cinder-zol-fault'
+
+
+def wrapper(real: str, argument: str | None = None,
+            leading: Sequence[str] = (), flag: str = HOLD_FLAG) -> str:
+    """The script put over a program: matching calls wait for the go-file.
+
+    A call matches when ``argument`` is one of its arguments, or, given
+    ``leading`` instead, when its arguments start with exactly those; it
+    touches ``flag``.hit and waits for ``flag``.go. Every call then runs
+    ``real``.
+    """
+    if (argument is None) == (not leading):
+        raise ValueError('give either argument or leading')
+    wait = (f'touch {flag}.hit\n'
+            f'while [ ! -e {flag}.go ]; do sleep 0.1; done\n')
+    if leading:
+        what = 'whose arguments start ' + ' '.join(leading)
+        test = ' && '.join(f'[ "${i}" = {shlex.quote(word)} ]'
+                           for i, word in enumerate(leading, 1))
+        body = f'if {test}; then\n{textwrap.indent(wait, " " * 4)}fi\n'
+    else:
+        what = f'with {argument} in its argv'
+        body = ('for a in "$@"; do\n'
+                f'    if [ "$a" = {shlex.quote(argument)} ]; then\n'
+                f'{textwrap.indent(wait, " " * 8)}'
+                '    fi\n'
+                'done\n')
+    return (f'#!/bin/sh\n'
+            f'# cinder-zol fault: hold a call {what}\n'
+            f'# until {flag}.go exists\n'
+            f'{body}exec {real} "$@"\n')
+
+
+@dataclasses.dataclass
+class Hold:
+    """A guest program (in /usr/sbin) whose matching call is held."""
+
+    shell: GuestShell
+    program: str
+    released: bool = False
+
+    @property
+    def path(self) -> str:
+        return f'/usr/sbin/{self.program}'
+
+    def hit(self) -> bool:
+        """Whether a matching call is waiting (or has waited)."""
+        return self.shell.run(f'test -e {HOLD_FLAG}.hit',
+                              check=False).returncode == 0
+
+    def wait_hit(self, timeout: float = 120, interval: float = 0.5) -> bool:
+        """Wait until a matching call is held; False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while not self.hit():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+        return True
+
+    def go(self) -> None:
+        """Let the held call (and every later one) run; the wrapper stays."""
+        self.shell.run(f'touch {HOLD_FLAG}.go')
+
+    def release(self) -> None:
+        """Let every call run and take the wrapper away (once; best effort).
+
+        Register it as cleanup: it also runs after ``go``.
+        """
+        if self.released:
+            return
+        self.released = True
+        self.shell.run(f'touch {HOLD_FLAG}.go; umount {self.path}',
+                       check=False)
+
+
+def hold(shell: GuestShell, program: str, argument: str | None = None,
+         leading: Sequence[str] = ()) -> Hold:
+    """Hold the calls of ``program`` that match (``wrapper``) until ``go``.
+
+    The real program is copied to HOLD_DIR and the wrapper bind-mounted
+    over it; ``Hold.release`` unmounts it.
+    """
+    real = f'{HOLD_DIR}/{program}'
+    script = wrapper(real, argument, leading)
+    held = Hold(shell, program)
+    shell.run(f'set -e; mkdir -p {HOLD_DIR}; '
+              f'rm -f {HOLD_FLAG}.hit {HOLD_FLAG}.go; '
+              f'cp {held.path} {real}; cat > {real}-wrapper; '
+              f'chmod 755 {real}-wrapper; '
+              f'mount --bind {real}-wrapper {held.path}', input=script)
+    return held

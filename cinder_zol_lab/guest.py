@@ -564,9 +564,12 @@ class LabGuest:
             except services.WaitTimeout:
                 os.kill(pid, signal.SIGKILL)
 
-    def reboot(self) -> None:
+    def reboot(self, crash: bool = False) -> None:
         """Reboot the storage host: the guest's own ``systemctl reboot``.
 
+        ``crash``: no shutdown at all, a reset after ``sync`` (what a
+        kernel panic or a power cut leaves, less the page cache): nothing
+        stops, nothing is exported or saved on the way down.
         QEMU runs with -no-reboot, so the reboot ends it; it is started
         again with the same root overlay, pool disk and forwarded ports
         (the driver's san_ip/port and the initiator's portal stay valid).
@@ -578,7 +581,8 @@ class LabGuest:
         t0 = time.monotonic()
         self._stop_master()
         # the connection ends with the guest: its exit status means nothing
-        self.shell.run('systemctl reboot', check=False, timeout=60,
+        self.shell.run('sync; echo b > /proc/sysrq-trigger' if crash
+                       else 'systemctl reboot', check=False, timeout=60,
                        control=False)
         try:
             self._proc.wait(timeout=self.boot_timeout)
@@ -599,21 +603,24 @@ class LabGuest:
                                check=False, timeout=self.boot_timeout)
         self.log(f'lab: guest booted: {state.stdout.strip()}')
         self.timings['reboot'] = time.monotonic() - t0
-        self.log(f'lab: guest rebooted in {self.timings["reboot"]:.1f}s')
+        self.log(f'lab: guest {"reset" if crash else "rebooted"} in '
+                 f'{self.timings["reboot"]:.1f}s')
 
     def serve_requests(self) -> None:
         """Do what a test process asked for through the run dir.
 
         Only the lab process owns QEMU, so a test asks it to reboot the
-        guest by creating ``REBOOT_REQUEST`` there (GuestShell.reboot),
-        and waits for ``REBOOT_DONE`` (its text: '' or the error).
+        guest by creating ``REBOOT_REQUEST`` there (GuestShell.reboot; its
+        text: 'crash' for a reset, '' for a reboot), and waits for
+        ``REBOOT_DONE`` (its text: '' or the error).
         """
         request = self.run_dir / REBOOT_REQUEST
         if not request.exists():
             return
+        crash = request.read_text().strip() == 'crash'
         request.unlink()
         try:
-            self.reboot()
+            self.reboot(crash=crash)
             error = ''
         except LabError as exc:
             error = str(exc) or type(exc).__name__

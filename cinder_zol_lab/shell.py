@@ -180,18 +180,21 @@ class GuestShell:
         return subprocess.CompletedProcess(argv_or_script, r.returncode, out,
                                            err)
 
-    def reboot(self, timeout: float = 900) -> None:
+    def reboot(self, timeout: float = 900, crash: bool = False) -> None:
         """Reboot the guest through the lab process; back when ssh answers.
 
         The lab process (``python -m cinder_zol_lab run``) owns QEMU: it
         reboots the guest and starts QEMU again with the same disks and
-        ports (LabGuest.reboot). Raises LabError if it could not.
+        ports (LabGuest.reboot). ``crash``: a reset after ``sync`` instead
+        of a shutdown. Raises LabError if it could not.
         """
         if self.run_dir is None:
             raise LabError('no lab run dir: cannot ask for a reboot')
         done = self.run_dir / REBOOT_DONE
         done.unlink(missing_ok=True)
-        (self.run_dir / REBOOT_REQUEST).write_text('')
+        tmp = self.run_dir / (REBOOT_REQUEST + '.tmp')
+        tmp.write_text('crash' if crash else '')
+        tmp.replace(self.run_dir / REBOOT_REQUEST)   # whole, or not at all
         deadline = time.monotonic() + timeout
         while not done.exists():
             if time.monotonic() > deadline:

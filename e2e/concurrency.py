@@ -9,24 +9,31 @@ and checks the storage host is back to what Cinder still lists (only the
 parent dataset when Cinder lists no volume): a hidden ``deleted-*`` zvol
 or a snapshot left behind fails it.
 
-What they prove against the review (review-defects.md):
+What they must show:
 
 * 20: a source, its snapshot and five clones deleted in one ``cinder
-  delete`` call, and snapshots deleted in parallel with clones of them
-  (#2: no error_deleting, no leaked hidden zvol);
+  delete`` call, and snapshots deleted in parallel with clones of them:
+  deletes of a volume and of what depends on it, arriving together, all
+  succeed (no error_deleting) and leave no hidden zvol behind;
 * 21: the load: ten seeded random mixes of every operation at
   concurrency 8, 200 random operations in all (their drains' deletes on
-  top), seven mixes under eventlet and three under native threads (#2,
-  #6). After each mix's random part,
+  top), seven mixes under eventlet and three under native threads: the
+  driver is safe under both of cinder-volume's threading modes. After
+  each mix's random part,
   Cinder, the model and ``zfs list -t all`` agree and nothing is in
   error; each mix then deletes all it made, after which the parent holds
   nothing. Prints p50/p95 latency per operation type over all; any
   HTTP 500 fails the scenario (the stack's database is MariaDB);
 * 22: multiattach across two hosts and twice from one host, detached one
-  at a time; and two first attachments at the same moment (#1, #7);
+  at a time, all with the same credentials (a detach keeps the export
+  while other attachments remain);
+  and all attachments deleted at the same moment (the export goes, no
+  host keeps access);
 * 23: cinder-volume killed while deletes of a source and its clones wait
   on the storage host, and while a revert swaps zvols there; deletes with
-  tgtd stopped (#8). Each fault's outcome goes to the summary's table.
+  tgtd stopped: a crash leaves nothing half done that Cinder cannot
+  delete, and a volume never exported is deleted without its target.
+  Each fault's outcome goes to the fault table (cinder_zol_lab.faults).
 """
 
 from __future__ import annotations
@@ -41,6 +48,9 @@ import threading
 import time
 
 import requests
+
+from cinder_zol.host import locks
+from cinder_zol_lab import faults
 
 MiB = 2 ** 20
 GiB = 2 ** 30
@@ -867,7 +877,7 @@ class Scenarios:
                         f'{state}: attachments left {sorted(left)}')
             self._check(iqn in g.targets(), f'{state}: {iqn} no longer '
                         f'served: the export went with a detach while '
-                        f'other attachments remain (defect 1)')
+                        f'other attachments remain')
             self._logs_in(info, IQN_A, 0x50 + n, (n + 1) * MiB)
             self.session(info, IQN_A).verify_pattern(0x41, MiB, 0)
             if n == 0:
@@ -881,8 +891,9 @@ class Scenarios:
 
         # three attachments, two of them from one host, detached at the
         # same moment: the export must go and neither host may keep
-        # access. (Attaching at the same moment, defect 7, cannot be asked
-        # of Cinder: it refuses a new reservation while one is pending.)
+        # access. (Two first attachments at the same moment cannot be
+        # asked of Cinder: it refuses a new reservation while one is
+        # pending.)
         self.create('k22-vol2', 1, '--volume-type', MTYPE)
         self.wait('volumes', 'k22-vol2', 'available')
         hosts = [(IQN_A, HOST_A), (IQN_A, HOST_A), (IQN_B, HOST_B)]
@@ -919,42 +930,18 @@ class Scenarios:
         self._deletes_without_target()
 
     def _fault(self, fault, outcome):
-        """Note a fault's measured outcome for the summary's table."""
-        self.faults.append((fault, outcome))
+        """Note a fault's measured outcome for the fault table."""
+        faults.record(fault, outcome)
         say(f'    fault: {fault} -> {outcome}')
 
-    def _hold(self, tool, match):
-        """Make the next ``tool`` call with ``match`` in argv wait.
-
-        As tests/functional/test_faults.py does: a wrapper bind-mounted
-        over the tool waits for a go-file. Returns release(), which lets
-        it go and removes the wrapper.
-        """
-        d = '/usr/local/lib/cinder-zol-fault'
-        self.guest.run(
-            f'set -e; mkdir -p {d}; rm -f {HOLD}.hit {HOLD}.go; '
-            f'cp /usr/sbin/{tool} {d}/{tool}; cat > {d}/{tool}-wrapper; '
-            f'chmod 755 {d}/{tool}-wrapper; '
-            f'mount --bind {d}/{tool}-wrapper /usr/sbin/{tool}',
-            input=HOLD_WRAPPER % {'match': match, 'real': f'{d}/{tool}',
-                                  'hold': HOLD})
-
-        def release():
-            self.guest.run(f'test -e {HOLD}.go || {{ touch {HOLD}.go; '
-                           f'umount /usr/sbin/{tool}; }}', check=False)
-        return release
-
-    def _held(self, timeout=120):
+    def _held(self, held, timeout=120):
         """Wait until the held command runs."""
         self._run.services.wait_until(
-            lambda: self.guest.run(f'test -e {HOLD}.hit',
-                                   check=False).returncode == 0,
-            timeout, interval=0.5, what='the held command to run')
+            held.hit, timeout, interval=0.5, what='the held command to run')
 
     def _hold_dependency_lock(self):
         """Hold the storage host's dependency lock; the holder's pid."""
-        path = (f'/run/cinder-zol/'
-                f'{self.guest.parent.replace("/", "%")}.lock')
+        path = f'/run/cinder-zol/{locks.lock_name(self.guest.parent)}.lock'
         out = self.guest.run(
             f'test -e {path} || exit 3; setsid flock -x {path} sleep 300 '
             '</dev/null >/dev/null 2>&1 & echo $!', check=False)
@@ -1067,16 +1054,17 @@ class Scenarios:
             g.fill(z, 'B', offset=off)
         self.create('k23-rc', 1, '--source-volid', self.ids['k23-rv'])
         self.wait('volumes', 'k23-rc', 'available')
-        release = self._hold('zfs', 'promote')
+        # as the functional fault tests do; release() acts once
+        held = faults.hold(g, 'zfs', 'promote')
         try:
             self.cinder('revert-to-snapshot', self.ids['k23-rs'])
-            self._held()
+            self._held(held)
             self.stack.kill_volume()
             say('    cinder-volume killed while the revert\'s zfs promote '
                 'was held on the storage host')
-            dt = self.stack.restart_volume(between=release)
+            dt = self.stack.restart_volume(between=held.release)
         finally:
-            release()
+            held.release()
         vol = self.get('volumes', self.ids['k23-rv'])['status']
         snap = self.get('snapshots', self.ids['k23-rs'])['status']
         data = content()
@@ -1150,19 +1138,6 @@ class Scenarios:
                     'all succeeded; after tgtd start an attachment reads '
                     'and writes; nothing left')
 
-
-HOLD = '/tmp/cinder-zol-fault'
-HOLD_WRAPPER = r'''#!/bin/sh
-# cinder-zol e2e fault: hold a call with "%(match)s" in its argv until
-# %(hold)s.go exists
-for a in "$@"; do
-    if [ "$a" = "%(match)s" ]; then
-        touch %(hold)s.hit
-        while [ ! -e %(hold)s.go ]; do sleep 0.1; done
-    fi
-done
-exec %(real)s "$@"
-'''
 
 SCENARIOS = [
     (20, 'concurrent deletes of a source, its snapshots and clones',

@@ -137,7 +137,7 @@ LIBEXEC=/usr/libexec/cinder-zol
 LOCAL_PERMS=create,mount
 DESCENDANT_PERMS=destroy,mount,snapshot,clone,promote,rename,rollback,userprop,volsize,refreservation
 # properties a volume type may set (zfs:<prop> extra specs); must match
-# cinder_zol/host/grammar.py SETTABLE
+# cinder_zol/host/props.py REQUESTABLE, FIXED (tests/unit/test_setup_allow_list.py)
 PROPS=volblocksize,compression,sync,logbias,primarycache,secondarycache,copies,checksum,dedup,redundant_metadata,snapdev,volmode
 [ -z "$EXTRA_PROPS" ] || PROPS=$PROPS,$EXTRA_PROPS
 

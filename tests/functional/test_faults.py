@@ -29,18 +29,6 @@ from cinder_zol_lab import faults
 from cinder_zol_lab import initiator
 from tests.functional import base
 
-WRAPPER = r'''#!/bin/sh
-# cinder-zol fault test: hold a call with "%(match)s" in its argv until
-# /tmp/cinder-zol-fault.go exists
-for a in "$@"; do
-    if [ "$a" = "%(match)s" ]; then
-        touch /tmp/cinder-zol-fault.hit
-        while [ ! -e /tmp/cinder-zol-fault.go ]; do sleep 0.1; done
-    fi
-done
-exec %(real)s "$@"
-'''
-
 
 def outcome(fault, result):
     print('\nfault: %-55s -> %s' % (fault, result))
@@ -55,26 +43,13 @@ class FaultTestCase(base.LabTestCase):
 
     def hold(self, tool, match):
         """Make the next ``tool`` call whose argv has ``match`` wait."""
-        real = '/usr/local/lib/cinder-zol-fault/%s' % tool
-        wrapper = '/usr/local/lib/cinder-zol-fault/%s-wrapper' % tool
-        self.guest(
-            'set -e; mkdir -p /usr/local/lib/cinder-zol-fault; '
-            'rm -f /tmp/cinder-zol-fault.hit /tmp/cinder-zol-fault.go; '
-            'cp /usr/sbin/%(t)s %(real)s; cat > %(w)s; chmod 755 %(w)s; '
-            'mount --bind %(w)s /usr/sbin/%(t)s'
-            % {'t': tool, 'real': real, 'w': wrapper},
-            input=WRAPPER % {'match': match, 'real': real})
-        self.addCleanup(self.guest, 'touch /tmp/cinder-zol-fault.go; '
-                        'umount /usr/sbin/%s' % tool, check=False)
+        held = faults.hold(self.shell, tool, match)
+        self.addCleanup(held.release)
+        return held
 
-    def wait_hit(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.guest('test -e /tmp/cinder-zol-fault.hit && echo hit',
-                          check=False).strip() == 'hit':
-                return
-            time.sleep(0.5)
-        self.fail('the held command never ran')
+    def wait_hit(self, held):
+        if not held.wait_hit():
+            self.fail('the held command never ran')
 
     def kill_session(self):
         """Kill every process of the driver's account.
@@ -100,11 +75,11 @@ class FaultTestCase(base.LabTestCase):
 
     def killed_during(self, tool, match, func, *args):
         """Run func with ``tool match`` held, kill the session; its error."""
-        self.hold(tool, match)
+        held = self.hold(tool, match)
         t, box = self.in_thread(func, *args)
-        self.wait_hit()
+        self.wait_hit(held)
         self.kill_session()
-        self.guest('touch /tmp/cinder-zol-fault.go')
+        held.go()
         t.join(180)
         self.assertFalse(t.is_alive(), 'the driver call never returned')
         self.assertIn('error', box, 'the operation reported success although '
@@ -232,11 +207,11 @@ class FaultTestCase(base.LabTestCase):
         self.driver.create_volume(src)
         before = self.pooled()
         clone = self.volume(1)
-        self.hold('zfs', 'clone')
+        held = self.hold('zfs', 'clone')
         t, box = self.in_thread(self.driver.create_cloned_volume, clone, src)
-        self.wait_hit()
+        self.wait_hit(held)
         self.restart_sshd()
-        self.guest('touch /tmp/cinder-zol-fault.go')
+        held.go()
         t.join(180)
         self.assertFalse(t.is_alive(), 'the driver call never returned')
         if 'error' in box:

@@ -215,7 +215,9 @@ class NvmetExportTestCase(base.LabTestCase):
             'dd if=/var/tmp/nvme.in of=%s bs=1M oflag=direct status=none; '
             'md5sum < /var/tmp/nvme.in' % (4 * MiB, dev)).split()[0]
         before = self.configfs()
-        self.shell.reboot()
+        # a reset, not a shutdown: the guest is also the initiator, and a
+        # storage host going down takes no initiator's session with it
+        self.shell.reboot(crash=True)
         print(self.guest('systemctl status --no-pager '
                          'cinder-zol-target-restore.service; true',
                          check=False))

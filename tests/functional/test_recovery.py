@@ -9,7 +9,6 @@ request after the boot, with cinder-volume still running.
 """
 
 import threading
-import time
 
 from cinder_zol_lab import faults
 from tests.functional import base
@@ -73,39 +72,14 @@ class StuckLeftoversTestCase(base.LabTestCase):
         outcome('  released, next sweep', 'both collected, nothing left')
 
 
-# Holds ``zfs rename SOURCE ...`` until /tmp/cinder-zol-fault.go exists.
-RENAME_WRAPPER = r'''#!/bin/sh
-if [ "$1" = rename ] && [ "$2" = "%(source)s" ]; then
-    touch /tmp/cinder-zol-fault.hit
-    while [ ! -e /tmp/cinder-zol-fault.go ]; do sleep 0.1; done
-fi
-exec %(real)s "$@"
-'''
-
-
 class RebootMidRevertTestCase(base.LabTestCase):
-    """The storage host reboots between the renames of a swap-revert."""
+    """The storage host crashes between the renames of a swap-revert."""
 
     def hold_rename(self, source):
         """Make ``zfs rename SOURCE`` wait (until the reboot)."""
-        real = '/usr/local/lib/cinder-zol-fault/zfs'
-        wrapper = real + '-rename-wrapper'
-        self.guest(
-            'set -e; mkdir -p /usr/local/lib/cinder-zol-fault; '
-            'rm -f /tmp/cinder-zol-fault.hit /tmp/cinder-zol-fault.go; '
-            'cp /usr/sbin/zfs %(real)s; cat > %(w)s; chmod 755 %(w)s; '
-            'mount --bind %(w)s /usr/sbin/zfs' % {'real': real, 'w': wrapper},
-            input=RENAME_WRAPPER % {'source': source, 'real': real})
-        self.addCleanup(self.guest, 'touch /tmp/cinder-zol-fault.go; '
-                        'umount /usr/sbin/zfs', check=False)
-
-    def wait_hit(self, timeout=120):
-        deadline = time.monotonic() + timeout
-        while self.guest('test -e /tmp/cinder-zol-fault.hit && echo hit',
-                         check=False).strip() != 'hit':
-            self.assertLess(time.monotonic(), deadline,
-                            'the held zfs rename never ran')
-            time.sleep(0.5)
+        held = faults.hold(self.shell, 'zfs', leading=('rename', source))
+        self.addCleanup(held.release)
+        return held
 
     def test_first_stats_after_the_boot_repairs(self):
         vol, clone = self.volume(1), self.volume(1)
@@ -113,7 +87,8 @@ class RebootMidRevertTestCase(base.LabTestCase):
         snap = self.snapshot(vol)
         self.driver.create_snapshot(snap)
         self.driver.create_cloned_volume(clone, vol)   # so it must swap
-        self.hold_rename('%s/reverting-%s' % (self.parent, vol.name))
+        held = self.hold_rename('%s/reverting-%s' % (self.parent,
+                                                     vol.name))
         box = {}
 
         def revert():
@@ -123,13 +98,13 @@ class RebootMidRevertTestCase(base.LabTestCase):
                 box['error'] = e
         t = threading.Thread(target=revert, daemon=True)
         t.start()
-        self.wait_hit()
+        self.assertTrue(held.wait_hit(), 'the held zfs rename never ran')
         # the volume is hidden now, its clone not yet in its place
         self.assertNotIn('%s/%s' % (self.parent, vol.name), self.zfs_names())
-        self.shell.reboot()
+        self.shell.reboot(crash=True)
         t.join(180)
         self.assertIn('error', box)
-        outcome('storage host rebooted between the renames of a revert',
+        outcome('storage host reset between the renames of a revert',
                 test_faults.failure(box['error']))
 
         # what the crash left survived the boot

@@ -230,8 +230,8 @@ class LioBindingTestCase(DeviceLinks):
                                             name='volume-f')
 
     def test_a_foreign_backstore_named_like_a_zvol_is_not_removed(self):
-        # the review's case: target-remove with NAME = the foreign
-        # backstore's name deleted it (and its LUNs everywhere)
+        # target-remove with NAME = a foreign backstore's name must not
+        # delete it (and with it its LUNs everywhere)
         self.host.zfs(PARENT).create_volume('payroll', 2 ** 30, True, {})
         before = self.state()
         self.assertRaises(errors.Refused, self.request, 'remove',

@@ -1,6 +1,7 @@
 """The lab's fault table: rows recorded by tests, printed by the lab."""
 
 import os
+import subprocess
 
 import fixtures
 import testtools
@@ -56,3 +57,102 @@ class FaultTableTestCase(testtools.TestCase):
         printed = []
         faults.hand_over(self.dir, printed.append, self.env)
         self.assertEqual([], printed)
+
+    def test_rows_handed_over_once(self):
+        faults.record('reboot', 'restored', self.env)
+        printed = []
+        faults.hand_over(self.dir, printed.append, self.env)
+        faults.hand_over(self.dir, printed.append, self.env)  # the lab's
+        self.assertEqual(1, len(printed))
+
+
+class FakeShell:
+    """GuestShell.run's signature; records scripts, answers from a list."""
+
+    def __init__(self, returncodes=()):
+        self.calls = []
+        self.returncodes = list(returncodes)
+
+    def run(self, script, input=None, check=True):
+        self.calls.append((script, input, check))
+        rc = self.returncodes.pop(0) if self.returncodes else 0
+        return subprocess.CompletedProcess(script, rc, '', '')
+
+
+class HoldTestCase(testtools.TestCase):
+    """The guest commands of a hold, and what its wrapper does."""
+
+    def test_hold_installs_the_wrapper_over_the_program(self):
+        shell = FakeShell()
+        held = faults.hold(shell, 'tgtadm', 'logicalunit')
+        d = '/usr/local/lib/cinder-zol-fault'
+        [(script, wrapper, check)] = shell.calls
+        self.assertEqual(
+            f'set -e; mkdir -p {d}; '
+            'rm -f /tmp/cinder-zol-fault.hit /tmp/cinder-zol-fault.go; '
+            f'cp /usr/sbin/tgtadm {d}/tgtadm; cat > {d}/tgtadm-wrapper; '
+            f'chmod 755 {d}/tgtadm-wrapper; '
+            f'mount --bind {d}/tgtadm-wrapper /usr/sbin/tgtadm', script)
+        self.assertTrue(check)
+        self.assertEqual(faults.wrapper(f'{d}/tgtadm', 'logicalunit'),
+                         wrapper)
+        self.assertEqual('/usr/sbin/tgtadm', held.path)
+
+    def test_go_then_release_once(self):
+        shell = FakeShell()
+        held = faults.Hold(shell, 'zfs')
+        held.go()
+        held.release()
+        held.release()
+        self.assertEqual(
+            [('touch /tmp/cinder-zol-fault.go', None, True),
+             ('touch /tmp/cinder-zol-fault.go; umount /usr/sbin/zfs', None,
+              False)],
+            shell.calls)
+
+    def test_wait_hit(self):
+        shell = FakeShell(returncodes=[1, 1, 0])
+        held = faults.Hold(shell, 'zfs')
+        self.assertTrue(held.wait_hit(timeout=10, interval=0))
+        self.assertEqual(3 * [('test -e /tmp/cinder-zol-fault.hit', None,
+                               False)], shell.calls)
+        shell = FakeShell(returncodes=[1] * 100)
+        self.assertFalse(faults.Hold(shell, 'zfs').wait_hit(timeout=0,
+                                                            interval=0))
+
+    def test_argument_or_leading(self):
+        self.assertRaises(ValueError, faults.wrapper, '/bin/true')
+        self.assertRaises(ValueError, faults.wrapper, '/bin/true', 'clone',
+                          ('rename', 'x'))
+
+    def run_wrapper(self, argv, **match):
+        """Run a wrapper over ``echo`` with the go-file there; did it hold?"""
+        d = self.useFixture(fixtures.TempDir()).path
+        flag = os.path.join(d, 'fault')
+        open(flag + '.go', 'w').close()
+        script = os.path.join(d, 'wrapper')
+        with open(script, 'w') as f:
+            f.write(faults.wrapper('echo', flag=flag, **match))
+        out = subprocess.run(['sh', script, *argv], capture_output=True,
+                             text=True, check=True, timeout=30).stdout
+        self.assertEqual(' '.join(argv) + '\n', out)   # the real call ran
+        return os.path.exists(flag + '.hit')
+
+    def test_wrapper_holds_a_call_with_the_argument_anywhere(self):
+        self.assertTrue(self.run_wrapper(['clone', '-p', 'a@s', 'b'],
+                                         argument='clone'))
+        self.assertTrue(self.run_wrapper(
+            ['--lld', 'iscsi', '--mode', 'logicalunit', '--op', 'new'],
+            argument='logicalunit'))
+        self.assertFalse(self.run_wrapper(['list', 'clones'],
+                                          argument='clone'))
+
+    def test_wrapper_holds_a_call_by_its_leading_arguments(self):
+        leading = ('rename', 'tank/cinder/reverting-v')
+        self.assertTrue(self.run_wrapper(
+            ['rename', 'tank/cinder/reverting-v', 'tank/cinder/v'],
+            leading=leading))
+        # the same dataset as the new name: not held
+        self.assertFalse(self.run_wrapper(
+            ['rename', 'tank/cinder/v', 'tank/cinder/reverting-v'],
+            leading=leading))

@@ -570,7 +570,7 @@ class SshRunnerTestCase(testtools.TestCase):
         self.assertIn('cat', logs.output)
 
     def test_rekey_left_to_the_server(self):
-        # paramiko issue 822: its own rekey during a long receive stalls.
+        # paramiko's own rekey during a long receive stalls the transfer.
         r = self.make()
         r.run(['true'])
         packetizer = r._idle[0].client.get_transport().packetizer
