@@ -190,17 +190,17 @@ def parse(argv, config):
 # things the operator should hear of; the driver logs them.
 
 def reply_ok(result, notes=None):
-    reply = {'ok': True, 'result': result}
-    if notes is not None:
-        reply['notes'] = notes
-    return reply
+    return _with_notes({'ok': True, 'result': result}, notes)
 
 
 def reply_error(error, notes=None):
     """``error``: a HostError or its dict."""
     if isinstance(error, errors.HostError):
         error = error.to_dict()
-    reply = {'ok': False, 'error': error}
+    return _with_notes({'ok': False, 'error': error}, notes)
+
+
+def _with_notes(reply, notes):
     if notes is not None:
         reply['notes'] = notes
     return reply

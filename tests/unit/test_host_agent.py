@@ -187,16 +187,20 @@ class SshWrapperTestCase(testtools.TestCase):
         for line in lines:
             self.assertTrue(line.startswith('request from 192.0.2.7: '))
 
-    def test_stream_drops_the_client_environment(self):
+    def handed_over(self, env, euid):
+        """What the agent execs for a stream request: (program, argv, env)."""
         self.host.target_runner = None
-        env = {'SSH_ORIGINAL_COMMAND': ssh_command('write', PARENT, 'vol-a'),
-               'LANG': 'xx', 'LC_ALL': 'evil', 'PYTHONPATH': '/tmp/evil'}
         with mock.patch.dict(os.environ, env, clear=True), \
-                mock.patch.object(agent.os, 'geteuid', return_value=1000), \
+                mock.patch.object(agent.os, 'geteuid', return_value=euid), \
                 mock.patch.object(agent.os, 'execve',
                                   side_effect=SystemExit(0)) as execve:
             self.assertRaises(SystemExit, agent.ssh_wrapper, self.host)
-        program, argv, environment = execve.call_args[0]
+        return execve.call_args[0]
+
+    def test_stream_drops_the_client_environment(self):
+        env = {'SSH_ORIGINAL_COMMAND': ssh_command('write', PARENT, 'vol-a'),
+               'LANG': 'xx', 'LC_ALL': 'evil', 'PYTHONPATH': '/tmp/evil'}
+        program, argv, environment = self.handed_over(env, 1000)
         self.assertEqual('/usr/bin/sudo', program)
         self.assertEqual(['sudo', '-n', '--', wire.ROOT_PROGRAM, 'write',
                           PARENT, 'vol-a'], argv)
@@ -204,14 +208,8 @@ class SshWrapperTestCase(testtools.TestCase):
         self.assertIn('-> handed to the root helper', self.syslog[-1][1])
 
     def test_stream_as_root_runs_the_root_helper_without_sudo(self):
-        self.host.target_runner = None
         env = {'SSH_ORIGINAL_COMMAND': ssh_command('read', PARENT, 'vol-a')}
-        with mock.patch.dict(os.environ, env, clear=True), \
-                mock.patch.object(agent.os, 'geteuid', return_value=0), \
-                mock.patch.object(agent.os, 'execve',
-                                  side_effect=SystemExit(0)) as execve:
-            self.assertRaises(SystemExit, agent.ssh_wrapper, self.host)
-        program, argv, environment = execve.call_args[0]
+        program, argv, environment = self.handed_over(env, 0)
         self.assertEqual(wire.ROOT_PROGRAM, program)
         self.assertEqual([wire.ROOT_PROGRAM, 'read', PARENT, 'vol-a'], argv)
         self.assertEqual(agent.execute.ENV, environment)
