@@ -187,6 +187,20 @@ class ZfsHost(object):
         kind = classify(stderr)
         raise kind(action + ' failed', stderr, HINTS.get(kind, ''))
 
+    def _zfs_until_free(self, busy_wait, action, *args):
+        """_zfs(), retried while zfs says busy, for ``busy_wait`` seconds.
+
+        Only for commands that change nothing when they fail busy.
+        """
+        deadline = time.monotonic() + busy_wait
+        while True:
+            try:
+                return self._zfs(action, *args)
+            except errors.Busy:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+
     def _allowed(self, props):
         """Valid properties none of whose pool features is disallowed."""
         names.properties(props)
@@ -300,7 +314,7 @@ class ZfsHost(object):
                   'snapshot', *targets)
 
     def clone(self, name, snapshot, new_name, props, sparse=True,
-              volsize=None):
+              volsize=None, busy_wait=BUSY_WAIT):
         """Clone a snapshot; a thick clone reserves its full size.
 
         Properties fixed at creation (volblocksize) are inherited from the
@@ -317,8 +331,11 @@ class ZfsHost(object):
         if not sparse:
             props['refreservation'] = 'auto'
 
-        self._zfs('zfs clone %s %s' % (origin, target),
-                  *(['clone'] + self._options(props) + [origin, target]))
+        # zfs has answered EBUSY for a clone of a snapshot taken a moment
+        # before (seen on a freshly booted host): a moment later it works
+        self._zfs_until_free(busy_wait, 'zfs clone %s %s' % (origin, target),
+                             *(['clone'] + self._options(props) +
+                               [origin, target]))
 
     def promote(self, name):
         self._zfs('zfs promote %s' % self.path(name),
@@ -358,16 +375,8 @@ class ZfsHost(object):
         closes a deleted LUN's device asynchronously, udev probes new
         zvols): retry for ``busy_wait`` seconds before reporting Busy.
         """
-        deadline = time.monotonic() + busy_wait
-        while True:
-            try:
-                self._zfs('zfs destroy %s' % self.path(name), 'destroy',
-                          self.path(name))
-                return
-            except errors.Busy:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.2)
+        self._zfs_until_free(busy_wait, 'zfs destroy %s' % self.path(name),
+                             'destroy', self.path(name))
 
     def destroy_snapshots(self, name, snapshots):
         """Destroy snapshots now, or defer it while clones still need them.

@@ -127,6 +127,44 @@ class ClassifyTestCase(testtools.TestCase):
         self.assertIn('zfs allow', e.hint)
 
 
+class BusyForAMomentExecutor(object):
+    """zfs answers "dataset is busy" BUSY times, then does the command."""
+
+    def __init__(self, busy):
+        self.busy, self.calls = busy, []
+
+    def run(self, argv, input=None, timeout=None):
+        self.calls.append(argv)
+        if len(self.calls) <= self.busy:
+            return execute.Completed(
+                argv, 1, '', "cannot create 'tank/cinder/v9': dataset is "
+                             "busy\n")
+        return execute.Completed(argv, 0, '', '')
+
+
+class BusyRetryTestCase(testtools.TestCase):
+
+    def test_clone_busy_for_a_moment_is_made(self):
+        executor = BusyForAMomentExecutor(busy=2)
+        zfs.ZfsHost(executor, PARENT).clone('v1', 's1', 'v9', {},
+                                            busy_wait=5)
+        self.assertEqual(3, len(executor.calls))
+        self.assertEqual('clone', executor.calls[-1][1])
+
+    def test_clone_busy_past_the_wait_says_busy(self):
+        executor = BusyForAMomentExecutor(busy=100)
+        e = self.assertRaises(errors.Busy, zfs.ZfsHost(executor, PARENT).clone,
+                              'v1', 's1', 'v9', {}, busy_wait=0)
+        self.assertIn('dataset is busy', e.stderr)
+        self.assertEqual(1, len(executor.calls))
+
+    def test_destroy_busy_for_a_moment_is_done(self):
+        executor = BusyForAMomentExecutor(busy=1)
+        zfs.ZfsHost(executor, PARENT).destroy('v9', busy_wait=5)
+        self.assertEqual(['destroy', 'tank/cinder/v9'],
+                         executor.calls[-1][1:])
+
+
 @ddt.ddt
 class ParseTestCase(testtools.TestCase):
 
