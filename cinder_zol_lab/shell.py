@@ -55,6 +55,18 @@ class GuestCommandError(LabError, subprocess.CalledProcessError):
         return msg
 
 
+def _wait_for(device: str, seconds: int = 30) -> str:
+    """Shell prefix that waits for a device link to appear.
+
+    ZFS makes a new zvol's device and udev its /dev/zvol link a moment
+    after `zfs create` or `zfs clone` returns; a test that writes right
+    after Cinder says "available" must wait as an attach would.
+    """
+    q = shlex.quote(device)
+    return (f'i=0; while [ ! -e {q} ] && [ $i -lt {seconds * 10} ]; do '
+            f'sleep 0.1; i=$((i + 1)); done; ')
+
+
 @dataclasses.dataclass
 class GuestShell:
     """Where the lab guest is and how to log in to it, and its commands.
@@ -237,7 +249,8 @@ class GuestShell:
              offset: int = 0) -> None:
         """Write ``char`` over a MiB-aligned range of a zvol."""
         assert length % MiB == 0 and offset % MiB == 0
-        self.run(f"head -c {length} /dev/zero | tr '\\000' "
+        self.run(f"{_wait_for('/dev/zvol/' + dataset)}"
+                 f"head -c {length} /dev/zero | tr '\\000' "
                  f"{shlex.quote(char)} | "
                  f"dd of={shlex.quote('/dev/zvol/' + dataset)} bs=1M "
                  f"seek={offset // MiB} oflag=direct conv=fsync,notrunc "
@@ -246,7 +259,8 @@ class GuestShell:
     def md5(self, dataset: str, length: int = MiB, offset: int = 0) -> str:
         """md5 of a MiB-aligned range of a zvol, read on the guest."""
         assert length % MiB == 0 and offset % MiB == 0
-        out = self.run(f'dd if={shlex.quote("/dev/zvol/" + dataset)} bs=1M '
+        out = self.run(f'{_wait_for("/dev/zvol/" + dataset)}'
+                       f'dd if={shlex.quote("/dev/zvol/" + dataset)} bs=1M '
                        f'skip={offset // MiB} count={length // MiB} '
                        'iflag=direct status=none | md5sum').stdout
         return out.split()[0]
