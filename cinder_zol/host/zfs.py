@@ -187,16 +187,19 @@ class ZfsHost(object):
         kind = classify(stderr)
         raise kind(action + ' failed', stderr, HINTS.get(kind, ''))
 
-    def _zfs_until_free(self, busy_wait, action, *args):
+    def _zfs_until_free(self, busy_wait, action, *args, undo=None):
         """_zfs(), retried while zfs says busy, for ``busy_wait`` seconds.
 
-        Only for commands that change nothing when they fail busy.
+        ``undo`` takes back what a command that failed busy may have left
+        (it runs after each such failure, the last one included).
         """
         deadline = time.monotonic() + busy_wait
         while True:
             try:
                 return self._zfs(action, *args)
             except errors.Busy:
+                if undo is not None:
+                    undo()
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.2)
@@ -331,11 +334,18 @@ class ZfsHost(object):
         if not sparse:
             props['refreservation'] = 'auto'
 
-        # zfs has answered EBUSY for a clone of a snapshot taken a moment
-        # before (seen on a freshly booted host): a moment later it works
+        # On a freshly booted host zfs has made the clone, failed to set
+        # its properties while its device was being made ("dataset is
+        # busy") and failed to take it back: a clone without our marks.
+        # Destroy that (the name did not exist, or zfs would have said so)
+        # and clone again; a moment later it works.
+        def undo():
+            if self.get(new_name) is not None:
+                self.destroy(new_name, busy_wait)
+
         self._zfs_until_free(busy_wait, 'zfs clone %s %s' % (origin, target),
                              *(['clone'] + self._options(props) +
-                               [origin, target]))
+                               [origin, target]), undo=undo)
 
     def promote(self, name):
         self._zfs('zfs promote %s' % self.path(name),
