@@ -730,13 +730,6 @@ targetcli ls / 1 >/dev/null
         self.run(script, timeout=180)
         self.shell.target = helper
 
-    def wait_for_path(self, path: str, timeout: float = 30) -> None:
-        """Wait in the guest until ``path`` exists (e.g. a /dev/zvol node)."""
-        self.run(f'for i in $(seq 1 {int(timeout * 10)}); do '
-                 f'[ -e {shlex.quote(path)} ] && exit 0; sleep 0.1; done; '
-                 f'echo "timed out waiting for {path}" >&2; exit 1',
-                 timeout=timeout + 30)
-
     def env(self) -> dict[str, str]:
         """CINDER_ZOL_LAB_* variables describing this guest (for children)."""
         return self.shell.to_env()

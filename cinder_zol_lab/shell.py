@@ -233,20 +233,35 @@ class GuestShell:
                                 'all', '-r', dataset or self.parent]
                                ).stdout.split())
 
+    def wait_for_path(self, path: str, timeout: float = 30) -> str:
+        """Wait in the guest until ``path`` exists; return it.
+
+        ZFS makes a new zvol's device, and udev its /dev/zvol link, a
+        moment after `zfs create` or `zfs clone` returns: a test that
+        writes right after Cinder says "available" waits as an attach does.
+        """
+        self.run(f'for i in $(seq 1 {int(timeout * 10)}); do '
+                 f'[ -e {shlex.quote(path)} ] && exit 0; sleep 0.1; done; '
+                 f'echo "timed out waiting for {path}" >&2; exit 1',
+                 timeout=timeout + 30)
+        return path
+
     def fill(self, dataset: str, char: str, length: int = MiB,
              offset: int = 0) -> None:
         """Write ``char`` over a MiB-aligned range of a zvol."""
         assert length % MiB == 0 and offset % MiB == 0
+        device = self.wait_for_path('/dev/zvol/' + dataset)
         self.run(f"head -c {length} /dev/zero | tr '\\000' "
                  f"{shlex.quote(char)} | "
-                 f"dd of={shlex.quote('/dev/zvol/' + dataset)} bs=1M "
+                 f"dd of={shlex.quote(device)} bs=1M "
                  f"seek={offset // MiB} oflag=direct conv=fsync,notrunc "
                  "status=none")
 
     def md5(self, dataset: str, length: int = MiB, offset: int = 0) -> str:
         """md5 of a MiB-aligned range of a zvol, read on the guest."""
         assert length % MiB == 0 and offset % MiB == 0
-        out = self.run(f'dd if={shlex.quote("/dev/zvol/" + dataset)} bs=1M '
+        device = self.wait_for_path('/dev/zvol/' + dataset)
+        out = self.run(f'dd if={shlex.quote(device)} bs=1M '
                        f'skip={offset // MiB} count={length // MiB} '
                        'iflag=direct status=none | md5sum').stdout
         return out.split()[0]

@@ -184,6 +184,23 @@ class ZfsHost(object):
         kind = classify(stderr)
         raise kind(action + ' failed', stderr, HINTS.get(kind, ''))
 
+    def _zfs_until_free(self, busy_wait, action, *args, undo=None):
+        """_zfs(), retried while zfs says busy, for ``busy_wait`` seconds.
+
+        ``undo`` takes back what a command that failed busy may have left
+        (it runs after each such failure, the last one included).
+        """
+        deadline = time.monotonic() + busy_wait
+        while True:
+            try:
+                return self._zfs(action, *args)
+            except errors.Busy:
+                if undo is not None:
+                    undo()
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.2)
+
     def _allowed(self, props):
         """Valid properties none of whose pool features is disallowed."""
         names.properties(props)
@@ -297,7 +314,7 @@ class ZfsHost(object):
                   'snapshot', *targets)
 
     def clone(self, name, snapshot, new_name, props, sparse=True,
-              volsize=None):
+              volsize=None, busy_wait=BUSY_WAIT):
         """Clone a snapshot; a thick clone reserves its full size.
 
         Properties fixed at creation (volblocksize) are inherited from the
@@ -314,8 +331,18 @@ class ZfsHost(object):
         if not sparse:
             props['refreservation'] = 'auto'
 
-        self._zfs('zfs clone %s %s' % (origin, target),
-                  *(['clone'] + self._options(props) + [origin, target]))
+        # On a freshly booted host zfs has made the clone, failed to set
+        # its properties while its device was being made ("dataset is
+        # busy") and failed to take it back: a clone without our marks.
+        # Destroy that (the name did not exist, or zfs would have said so)
+        # and clone again; a moment later it works.
+        def undo():
+            if self.get(new_name) is not None:
+                self.destroy(new_name, busy_wait)
+
+        self._zfs_until_free(busy_wait, 'zfs clone %s %s' % (origin, target),
+                             *(['clone'] + self._options(props) +
+                               [origin, target]), undo=undo)
 
     def promote(self, name):
         self._zfs('zfs promote %s' % self.path(name),
@@ -355,16 +382,8 @@ class ZfsHost(object):
         closes a deleted LUN's device asynchronously, udev probes new
         zvols): retry for ``busy_wait`` seconds before reporting Busy.
         """
-        deadline = time.monotonic() + busy_wait
-        while True:
-            try:
-                self._zfs('zfs destroy %s' % self.path(name), 'destroy',
-                          self.path(name))
-                return
-            except errors.Busy:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.2)
+        self._zfs_until_free(busy_wait, 'zfs destroy %s' % self.path(name),
+                             'destroy', self.path(name))
 
     def destroy_snapshots(self, name, snapshots):
         """Destroy snapshots now, or defer it while clones still need them.

@@ -34,18 +34,8 @@ def lab():
             'the guest.' % exc)
 
 
-# The lab's default driver, set up once per test process: cinder-volume
-# sets its driver up once and keeps it for its life, and each set-up is a
-# handful of round trips (about 5 s under TCG) a test need not pay again.
-_SHARED = {}
-
-
 class LabTestCase(test.TestCase):
-    """A driver configured exactly as an operator would, against the lab.
-
-    ``self.driver`` is the process's shared default driver; a test that
-    needs other settings, or a start-up of its own, calls make_driver().
-    """
+    """A driver configured exactly as an operator would, against the lab."""
 
     def setUp(self):
         super().setUp()
@@ -54,47 +44,20 @@ class LabTestCase(test.TestCase):
         self.lab = dataclasses.asdict(self.shell)
         self.ctxt = context.get_admin_context()
         self.parent = self.lab['parent']
-        self.driver = self.shared_driver()
+        self.driver = self.make_driver()
         self.addCleanup(self.assert_host_clean)
 
-    def configure(self, drv, **overrides):
-        """Set the lab's settings (and OVERRIDES) in this test's CONF.
-
-        After the driver is made: making it registers the options (its
-        own, Cinder's volume and san options) that are set here.
-        """
+    def make_driver(self, **overrides):
+        configuration = conf.Configuration(options.ALL_OPTS,
+                                           config_group=GROUP)
+        drv = driver_mod.ZFSonLinuxISCSIDriver(configuration=configuration)
         settings = backend.settings(self.shell)
         settings.update(overrides)
         for key, value in settings.items():
             self.override_config(key, value, GROUP)
-        return drv
-
-    @staticmethod
-    def new_driver():
-        return driver_mod.ZFSonLinuxISCSIDriver(
-            configuration=conf.Configuration(options.ALL_OPTS,
-                                             config_group=GROUP))
-
-    def make_driver(self, **overrides):
-        drv = self.configure(self.new_driver(), **overrides)
         drv.do_setup(self.ctxt)
         drv.check_for_setup_error()
         self.addCleanup(drv.runner.close)
-        return drv
-
-    def shared_driver(self):
-        """The default driver, made at the first test that asks for it.
-
-        Its configuration reads CONF, which each test resets: set the
-        same settings again for this test.
-        """
-        drv = _SHARED.get(self.shell.ssh_port)
-        if drv is not None:
-            return self.configure(drv)
-        drv = self.configure(self.new_driver())
-        drv.do_setup(self.ctxt)
-        drv.check_for_setup_error()
-        _SHARED[self.shell.ssh_port] = drv
         return drv
 
     # -- the guest, seen directly (not through the driver) ---------------

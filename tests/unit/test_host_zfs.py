@@ -127,6 +127,69 @@ class ClassifyTestCase(testtools.TestCase):
         self.assertIn('zfs allow', e.hint)
 
 
+class BusyForAMomentExecutor(object):
+    """zfs answers "dataset is busy" BUSY times, then does the command."""
+
+    def __init__(self, busy):
+        self.busy, self.calls = busy, []
+
+    def run(self, argv, input=None, timeout=None):
+        self.calls.append(argv)
+        if len(self.calls) <= self.busy:
+            return execute.Completed(
+                argv, 1, '', "cannot destroy 'tank/cinder/v9': dataset is "
+                             "busy\n")
+        return execute.Completed(argv, 0, '', '')
+
+
+class HalfMadeCloneZfs(fake_zfs.FakeZfsHost):
+    """zfs clone makes the clone, then says busy, BUSY times.
+
+    As a freshly booted host did: the clone was made, setting its
+    properties failed while its device was being made, and zfs could not
+    take it back.
+    """
+
+    def __init__(self, busy):
+        super().__init__(PARENT)
+        self.left_busy = busy
+        self._zfs_create(['-V', str(2 ** 30), 'tank/cinder/v1'])
+        self._zfs_snapshot(['tank/cinder/v1@s1'])
+
+    def _zfs_clone(self, args):
+        super()._zfs_clone(args)
+        if self.left_busy:
+            self.left_busy -= 1
+            self.datasets[args[-1]]['props'] = {}    # without our marks
+            raise fake_zfs.ZfsFailure("cannot create '%s': dataset is busy"
+                                      % args[-1])
+
+
+class BusyRetryTestCase(testtools.TestCase):
+
+    def test_half_made_clone_is_taken_back_and_made_again(self):
+        fake = HalfMadeCloneZfs(busy=2)
+        zfs.ZfsHost(fake, PARENT).clone('v1', 's1', 'v9', {}, busy_wait=5)
+        self.assertEqual(3, len(fake.zfs_calls('clone')))
+        self.assertEqual(2, len(fake.zfs_calls('destroy')))
+        self.assertEqual('yes', fake.datasets['tank/cinder/v9']['props'][
+            zfs.MANAGED_PROP])
+
+    def test_clone_busy_past_the_wait_says_busy_and_leaves_nothing(self):
+        fake = HalfMadeCloneZfs(busy=100)
+        e = self.assertRaises(errors.Busy, zfs.ZfsHost(fake, PARENT).clone,
+                              'v1', 's1', 'v9', {}, busy_wait=0)
+        self.assertIn('dataset is busy', e.stderr)
+        self.assertEqual(1, len(fake.zfs_calls('clone')))
+        self.assertNotIn('tank/cinder/v9', fake.names())
+
+    def test_destroy_busy_for_a_moment_is_done(self):
+        executor = BusyForAMomentExecutor(busy=1)
+        zfs.ZfsHost(executor, PARENT).destroy('v9', busy_wait=5)
+        self.assertEqual(['destroy', 'tank/cinder/v9'],
+                         executor.calls[-1][1:])
+
+
 @ddt.ddt
 class ParseTestCase(testtools.TestCase):
 
