@@ -7,6 +7,7 @@ import testtools
 from cinder_zol.host import errors
 from cinder_zol.host import execute
 from cinder_zol.host import grammar
+from cinder_zol.host import props as zprops
 from cinder_zol.host import zfs
 from tests.unit import fake_zfs
 
@@ -173,7 +174,7 @@ class BusyRetryTestCase(testtools.TestCase):
         self.assertEqual(3, len(fake.zfs_calls('clone')))
         self.assertEqual(2, len(fake.zfs_calls('destroy')))
         self.assertEqual('yes', fake.datasets['tank/cinder/v9']['props'][
-            zfs.MANAGED_PROP])
+            zprops.MANAGED])
 
     def test_clone_busy_past_the_wait_says_busy_and_leaves_nothing(self):
         fake = HalfMadeCloneZfs(busy=100)
