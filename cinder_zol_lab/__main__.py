@@ -7,7 +7,8 @@
   shell                                   boot a guest, print the ssh command,
                                           wait for Ctrl-C
   faults FILE                             print the fault table that lab
-                                          runs collected in FILE
+                                          runs collected in FILE, then the
+                                          tests that failed in them
   demo [--target tgtadm|lioadm]           boot a guest and take one volume
                                           through its life with the driver
                                           (needs cinder; see demo.py)
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 import shlex
 import subprocess
 import sys
@@ -113,6 +115,8 @@ def cmd_run(args) -> int:
                     break
                 except subprocess.TimeoutExpired:
                     g.serve_requests()   # a test's reboot of the guest
+            if rc and os.path.basename(cmd[0]) == 'stestr' and 'run' in cmd:
+                faults.record_failed(g.run_dir, faults.stestr_failures(cmd[0]))
             faults.hand_over(g.run_dir, log)
             return rc
         except BaseException:
@@ -128,6 +132,8 @@ def cmd_run(args) -> int:
 
 def cmd_faults(args) -> int:
     print(faults.table(faults.rows(args.file)), flush=True)
+    print(faults.failed_table(faults.rows(
+        Path(args.file).with_name(faults.FAILED))), flush=True)
     return 0
 
 

@@ -27,6 +27,7 @@ import time
 from cinder_zol_lab.shell import GuestShell
 
 FILE = 'faults.tsv'            # in the lab run dir
+FAILED = 'failed.tsv'          # the tests that failed, same columns
 COLLECT_ENV = 'CINDER_ZOL_LAB_FAULT_TABLE'
 TARGET_ENV = 'CINDER_ZOL_LAB_TARGET'
 RUN_DIR_ENV = 'CINDER_ZOL_LAB_RUN_DIR'
@@ -55,37 +56,89 @@ def rows(path: Path) -> list[tuple[str, str, str]]:
             if line.count('\t') >= 2]
 
 
-def table(rows: list[tuple[str, str, str]]) -> str:
+def table(rows: list[tuple[str, str, str]], title: str = 'fault table',
+          what: str = 'fault', outcome: str = 'outcome') -> str:
     """Rows as text, one line per fault: target, fault, outcome."""
     if not rows:
         return 'fault table: no fault was injected'
-    fw = max(len(fault) for _target, fault, _result in rows)
-    lines = ['fault table (%d rows)' % len(rows),
-             '%-8s %-*s  %s' % ('target', fw, 'fault', 'outcome'),
-             '%s %s  %s' % ('-' * 8, '-' * fw, '-' * 7)]
+    fw = max([len(what)] + [len(fault) for _target, fault, _result in rows])
+    lines = ['%s (%d rows)' % (title, len(rows)),
+             '%-8s %-*s  %s' % ('target', fw, what, outcome),
+             '%s %s  %s' % ('-' * 8, '-' * fw, '-' * len(outcome))]
     for target, fault, result in rows:
         lines.append('%-8s %-*s  %s' % (target, fw, fault, result))
     return '\n'.join(lines)
 
 
+def failed_table(rows: list[tuple[str, str, str]]) -> str:
+    """The tests that failed in the lab runs, last so a log's tail has it."""
+    if not rows:
+        return 'failed tests: none'
+    return table(rows, 'FAILED tests', 'test', 'error')
+
+
+def record_failed(run_dir: Path, failed: list[tuple[str, str]],
+                  env=os.environ) -> None:
+    """Add (test, last line of its error) rows of this run's failures."""
+    with open(Path(run_dir) / FAILED, 'a') as f:
+        target = env.get(TARGET_ENV) or '-'
+        f.writelines('%s\t%s\t%s\n' % (target, _clean(test), _clean(error))
+                     for test, error in failed)
+
+
+def stestr_failures(stestr: str = 'stestr') -> list[tuple[str, str]]:
+    """(test id, last line of its traceback) of the last stestr run.
+
+    A tier that ends in tracebacks shows, at its very end, only the last
+    pass; this names what failed in every pass. Needs stestr's own
+    python-subunit, so only the lab process that ran stestr calls it.
+    """
+    import io
+    import subprocess
+
+    try:
+        import subunit
+        import testtools
+        data = subprocess.run([stestr, 'last', '--subunit'],
+                              capture_output=True).stdout
+    except (ImportError, OSError) as exc:
+        return [('(this run)', 'failed; its tests unknown: %s' % exc)]
+    failed = []
+
+    def seen(test):
+        if test['status'] == 'fail':
+            tb = test['details'].get('traceback')
+            lines = tb.as_text().strip().splitlines() if tb else []
+            failed.append((test['id'], lines[-1] if lines else 'failed'))
+    result = testtools.StreamToDict(seen)
+    result.startTestRun()
+    subunit.ByteStreamToStreamResult(
+        io.BytesIO(data), non_subunit_name='stdout').run(result)
+    result.stopTestRun()
+    return failed
+
+
 def hand_over(run_dir: Path, log, env=os.environ) -> None:
-    """At the end of a lab run: print this run's table, or collect it.
+    """At the end of a lab run: print this run's tables, or collect them.
 
     Each row once: the rows handed over leave the run dir, so a harness
     that prints its own table before its closing line (e2e/run.py) is not
-    followed by the lab printing it again.
+    followed by the lab printing it again. Failed tests go to FAILED
+    beside the collected fault table.
     """
-    path = Path(run_dir) / FILE
-    found = rows(path)
-    if not found:
-        return
     collect = env.get(COLLECT_ENV)
-    if collect:
-        with open(collect, 'a') as f:
-            f.writelines('\t'.join(r) + '\n' for r in found)
-    else:
-        log(table(found))
-    path.unlink()
+    for name, show in ((FILE, table), (FAILED, failed_table)):
+        path = Path(run_dir) / name
+        found = rows(path)
+        if not found:
+            continue
+        if collect:
+            into = collect if name == FILE else Path(collect).with_name(name)
+            with open(into, 'a') as f:
+                f.writelines('\t'.join(r) + '\n' for r in found)
+        else:
+            log(show(found))
+        path.unlink()
 
 
 # -- a guest command held mid-flight -------------------------------------

@@ -65,6 +65,56 @@ class FaultTableTestCase(testtools.TestCase):
         faults.hand_over(self.dir, printed.append, self.env)  # the lab's
         self.assertEqual(1, len(printed))
 
+    def test_failed_tests_collected_beside_the_faults(self):
+        collect = os.path.join(self.dir, 'faults.tsv')
+        for target, failed in (('tgtadm', [('t.a', 'AssertionError: x')]),
+                               ('lioadm', [])):
+            run_dir = self.useFixture(fixtures.TempDir()).path
+            env = {faults.RUN_DIR_ENV: run_dir, faults.TARGET_ENV: target,
+                   faults.COLLECT_ENV: collect}
+            faults.record_failed(run_dir, failed, env)
+            faults.hand_over(run_dir, self.fail, env)
+        text = faults.failed_table(faults.rows(
+            os.path.join(self.dir, faults.FAILED)))
+        self.assertIn('FAILED tests (1 rows)', text)
+        self.assertIn('tgtadm   t.a   AssertionError: x', text)
+        self.assertEqual('failed tests: none', faults.failed_table([]))
+
+
+class StestrFailuresTestCase(testtools.TestCase):
+    """Failures read from a real subunit stream, as `stestr last` gives."""
+
+    def _stestr(self, stream):
+        d = self.useFixture(fixtures.TempDir()).path
+        with open(os.path.join(d, 'last.subunit'), 'wb') as f:
+            f.write(stream)
+        script = os.path.join(d, 'stestr')
+        with open(script, 'w') as f:
+            f.write('#!/bin/sh\n[ "$1 $2" = "last --subunit" ] && '
+                    'exec cat %s/last.subunit\nexit 2\n' % d)
+        os.chmod(script, 0o755)
+        return script
+
+    def test_failed_test_and_its_last_error_line(self):
+        import io
+
+        import subunit
+
+        buf = io.BytesIO()
+        out = subunit.StreamResultToBytes(buf)
+        out.status(test_id='t.ok', test_status='success')
+        out.status(test_id='t.bad', test_status='inprogress')
+        out.status(test_id='t.bad', file_name='traceback',
+                   file_bytes=b'Traceback:\n  x\nZfsError: busy\n',
+                   mime_type='text/x-traceback; charset="utf8"')
+        out.status(test_id='t.bad', test_status='fail')
+        self.assertEqual([('t.bad', 'ZfsError: busy')],
+                         faults.stestr_failures(self._stestr(buf.getvalue())))
+
+    def test_no_stestr_says_so(self):
+        [(what, error)] = faults.stestr_failures('/nonexistent/stestr')
+        self.assertIn('unknown', error)
+
 
 class FakeShell:
     """GuestShell.run's signature; records scripts, answers from a list."""
