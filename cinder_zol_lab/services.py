@@ -262,6 +262,8 @@ def wait_rabbit(amqp_port: int, check_alive, timeout: float = 90) -> None:
 # -- harness runs and their closing line ------------------------------------
 
 SUMMARY = re.compile(r'^(\d+) passed, (\d+) failed(?:, (\d+) skipped)?$')
+# a harness's line for one failed scenario or test: "<what>: FAIL (<secs>s)"
+FAILED_LINE = re.compile(r'^(.*): FAIL \([\d.]+s\)')
 
 
 @dataclasses.dataclass
@@ -273,6 +275,7 @@ class Summary:
     skipped: int | None = None
     rc: int = 0
     seconds: float = 0.0
+    failures: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -291,7 +294,8 @@ def run_under_lab(target: str | None, argv: list[str], label: str,
     """Run ``argv`` inside a lab guest with ``target`` (no guest if None).
 
     The child's output is passed through; its ``N passed, M failed`` line
-    gets ``label`` in front (only the caller's own last line stays bare).
+    gets ``label`` in front (only the caller's own last line stays bare),
+    and its ``...: FAIL (Ns)`` lines are kept, for the caller's last lines.
     A run that died before that line, or exited non-zero without a
     failure, counts one failure.
     """
@@ -302,12 +306,16 @@ def run_under_lab(target: str | None, argv: list[str], label: str,
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     found = None
+    failures = []
     try:
         for line in proc.stdout:
             m = SUMMARY.match(line.strip())
             if m:
                 found = m
                 line = f'{label}: {line}'
+            failed = FAILED_LINE.match(line.strip())
+            if failed:
+                failures.append(failed.group(1))
             out.write(line)
             out.flush()
         rc = proc.wait()
@@ -315,7 +323,7 @@ def run_under_lab(target: str | None, argv: list[str], label: str,
         # the lab CLI got the Ctrl-C too and tears its guest down
         proc.wait()
         raise
-    s = Summary(rc=rc, seconds=time.monotonic() - t0)
+    s = Summary(rc=rc, seconds=time.monotonic() - t0, failures=failures)
     if found is None:
         s.failed = 1
     else:

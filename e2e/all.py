@@ -4,8 +4,9 @@
 tgt and LIO both want port 3260 in the guest, so each helper gets its own
 guest (``python -m cinder_zol_lab run --target H -- python e2e/run.py``);
 the nvmet pass runs the NVMe-oF scenario only.
-Every helper runs even when an earlier one failed; the last line adds them
-up as ``N passed, M failed`` and the exit status is 1 if anything failed.
+Every helper runs even when an earlier one failed; the last lines name each
+failed scenario and add them up as ``N passed, M failed``; the exit status
+is 1 if anything failed.
 The glance venv is made (or found in the cache) before the first guest
 boots.
 
@@ -54,6 +55,7 @@ def main() -> int:
         total.passed += s.passed
         total.failed += s.failed
         lines.append(f'e2e: {target}: {s.line()} ({s.seconds:.1f}s)')
+        lines.extend(f'e2e: {target}: FAILED {what}' for what in s.failures)
     for line in lines:
         print(line)
     print(f'e2e: total {time.monotonic() - t0:.1f}s')
