@@ -59,6 +59,23 @@ CLASSIFY = (
     ('unsupported version', errors.Invalid),
 )
 
+# What the operator can do about a failure. zfs's own words say more than
+# the kind (first match wins), then the kind of failure of a subcommand,
+# then the kind alone.
+HINTS_BY_MESSAGE = (
+    ("it's being held", 'A zfs hold keeps the snapshot (zfs holds): release '
+                        'it (zfs release) or wait for whoever took it.'),
+    ('has children', 'Its snapshots still exist: clones or zfs holds keep '
+                     'them (zfs list -t snapshot -o name,clones,userrefs).'),
+    ('more recent snapshots', 'Newer snapshots exist: revert only to the '
+                              'newest snapshot.'),
+)
+_SETTING_UP = 'The storage host was still setting up a device; retry.'
+HINTS_BY_COMMAND = {
+    # zfs says busy while udev still makes a new zvol's device
+    (errors.Busy, 'clone'): _SETTING_UP,
+    (errors.Busy, 'create'): _SETTING_UP,
+}
 HINTS = {
     errors.OutOfSpace: 'Free space in the pool or below the parent dataset '
                        '(its zfs quota, setup-storage-host.sh --quota), or '
@@ -72,6 +89,14 @@ HINTS = {
                              'permission: check "zfs allow" on the parent '
                              'dataset (setup-storage-host.sh sets it).',
 }
+
+
+def hint(kind, subcommand, stderr):
+    lower = stderr.lower()
+    for fragment, text in HINTS_BY_MESSAGE:
+        if fragment in lower:
+            return text
+    return HINTS_BY_COMMAND.get((kind, subcommand), HINTS.get(kind, ''))
 
 
 def classify(stderr):
@@ -182,7 +207,7 @@ class ZfsHost(object):
                 action + ' failed', stderr,
                 'Is zfsutils-linux installed on the storage host?')
         kind = classify(stderr)
-        raise kind(action + ' failed', stderr, HINTS.get(kind, ''))
+        raise kind(action + ' failed', stderr, hint(kind, args[0], stderr))
 
     def _zfs_until_free(self, busy_wait, action, *args, undo=None):
         """_zfs(), retried while zfs says busy, for ``busy_wait`` seconds.

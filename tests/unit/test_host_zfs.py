@@ -127,6 +127,27 @@ class ClassifyTestCase(testtools.TestCase):
                               busy_wait=0)
         self.assertIn('zfs allow', e.hint)
 
+    @ddt.data(
+        # (zfs subcommand, stderr, what the hint must say)
+        ('destroy', "cannot destroy 'x': dataset is busy", 'Detach'),
+        ('create', "cannot create 'x': dataset is busy", 'retry'),
+        ('destroy', "cannot destroy snapshot x@s: it's being held. Run "
+                    "'zfs holds -r x@s' to see holders.", 'zfs release'),
+        ('destroy', "cannot destroy 'x': volume has children\nuse '-r' to "
+                    "destroy the following datasets:\nx@s", 'userrefs'),
+        ('destroy', "cannot destroy 'x@s': snapshot has dependent clones",
+         'Clones still depend'),
+        ('rollback', "cannot rollback to 'x@s': more recent snapshots or "
+                     "bookmarks exist", 'newest snapshot'))
+    @ddt.unpack
+    def test_hint_follows_what_zfs_said(self, subcommand, stderr, says):
+        host = zfs.ZfsHost(FailingExecutor(stderr), PARENT)
+        call = {'create': lambda: host.create_volume('x', 2 ** 30, True, {}),
+                'rollback': lambda: host.rollback('x', 's'),
+                'destroy': lambda: host.destroy('x', busy_wait=0)}
+        e = self.assertRaises(errors.HostError, call[subcommand])
+        self.assertIn(says, e.hint)
+
 
 class BusyForAMomentExecutor(object):
     """zfs answers "dataset is busy" BUSY times, then does the command."""
@@ -181,6 +202,7 @@ class BusyRetryTestCase(testtools.TestCase):
         e = self.assertRaises(errors.Busy, zfs.ZfsHost(fake, PARENT).clone,
                               'v1', 's1', 'v9', {}, busy_wait=0)
         self.assertIn('dataset is busy', e.stderr)
+        self.assertIn('setting up a device; retry', e.hint)
         self.assertEqual(1, len(fake.zfs_calls('clone')))
         self.assertNotIn('tank/cinder/v9', fake.names())
 
