@@ -96,10 +96,14 @@ class ForeignTargetsTestCase(base.LabTestCase):
             'rmdir %s/namespaces/1 %s' % (s, s)]), check=False)
 
     def tgt_state(self, iqn):
-        """tgtd's view of one target, sessions left out."""
+        """tgtd's view of one target, sessions left out.
+
+        Blocks without their trailing newline: only the last target listed
+        has none, and a restart may list the targets in another order.
+        """
         out = self.guest('tgtadm --lld iscsi --mode target --op show')
         blocks = ('\n' + out).split('\nTarget ')
-        return [b for b in blocks if b.split('\n', 1)[0].endswith(
+        return [b.rstrip('\n') for b in blocks if b.split('\n', 1)[0].endswith(
             ': ' + iqn)] + [self.guest('tgtadm --lld iscsi --mode account '
                                        '--op show')]
 
