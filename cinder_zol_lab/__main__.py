@@ -3,7 +3,10 @@
   build                                   build (or reuse) the guest image
   run [--target tgtadm|lioadm] -- CMD...  boot a guest, run CMD with
                                           CINDER_ZOL_LAB_* set, tear down,
-                                          exit with CMD's exit code
+                                          exit with CMD's exit code;
+                                          --hosts N boots N guests on one
+                                          private link (CINDER_ZOL_LAB_HOSTS,
+                                          guest k: CINDER_ZOL_LAB_<k>_*)
   shell                                   boot a guest, print the ssh command,
                                           wait for Ctrl-C
   faults FILE                             print the fault table that lab
@@ -16,7 +19,7 @@
 Environment given to CMD: CINDER_ZOL_LAB_HOST, _SSH_PORT, _ISCSI_PORT,
 _ISCSI_PORT2 (a second portal), _USER (root, for checks), _LOGIN (the
 driver's account), _MODE, _KEY, _KNOWN_HOSTS, _POOL, _PARENT, _RUN_DIR,
-_TARGET.
+_TARGET, _LINK_ADDRESS (its address on the private link, with --hosts).
 Cache: $CINDER_ZOL_LAB_CACHE or ~/.cache/cinder-zol.
 Release: --profile debian13 (default), debian12 or debian13-zfs24, or
 $CINDER_ZOL_LAB_PROFILE; each profile has its own cached image.
@@ -38,7 +41,9 @@ if not __package__:  # run as a plain script: python cinder_zol_lab/__main__.py
 from cinder_zol.host import helpers  # noqa: E402
 from cinder_zol_lab import faults  # noqa: E402
 from cinder_zol_lab import guest as lab  # noqa: E402
+from cinder_zol_lab import link as lablink  # noqa: E402
 from cinder_zol_lab import services  # noqa: E402
+from cinder_zol_lab import shell  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -59,10 +64,10 @@ def cmd_build(args) -> int:
     return 0
 
 
-def _guest(args) -> lab.LabGuest:
+def _guest(args, link=None) -> lab.LabGuest:
     return lab.LabGuest(pool=args.pool, parent_dataset=args.parent,
                         memory_mb=args.memory, keep=args.keep, log=log,
-                        mode=args.mode)
+                        mode=args.mode, link=link)
 
 
 def _boot(g: lab.LabGuest, args) -> None:
@@ -81,12 +86,22 @@ def _teardown(g: lab.LabGuest | None) -> None:
         log(f'lab: guest stopped in {g.timings["teardown"]:.1f}s')
 
 
-def _in_guest(args, body) -> int:
-    """Boot a guest, return ``body(guest)``, always tear the guest down."""
-    g = _guest(args)
+def _in_guests(args, body) -> int:
+    """Boot the guests, return ``body(guests)``, always tear them down.
+
+    Several guests (--hosts N) share the private link (link.py).
+    """
+    count = getattr(args, 'hosts', 1)
+    if count < 1:
+        log('lab: --hosts must be at least 1')
+        return 2
+    hub = lablink.Hub(count).start() if count > 1 else None
+    guests = [_guest(args, hub.ports[i] if hub else None)
+              for i in range(count)]
     try:
-        _boot(g, args)
-        return body(g)
+        for g in guests:
+            _boot(g, args)
+        return body(guests)
     except (KeyboardInterrupt, services.Terminated) as exc:
         log(f'lab: interrupted ({type(exc).__name__}); tearing down')
         return 143 if isinstance(exc, services.Terminated) else 130
@@ -94,7 +109,19 @@ def _in_guest(args, body) -> int:
         log(f'lab: error: {exc}')
         return 3
     finally:
-        _teardown(g)
+        for g in reversed(guests):
+            _teardown(g)
+        if hub is not None:
+            log(f'lab: private link carried {hub.frames} frames')
+            hub.close()
+
+
+def guests_env(guests: list[lab.LabGuest]) -> dict[str, str]:
+    """CINDER_ZOL_LAB_* for the first guest, CINDER_ZOL_LAB_<k>_* after."""
+    env = {shell.HOSTS_ENV: str(len(guests))}
+    for k, g in enumerate(guests, 1):
+        env.update(g.shell.to_env(k))
+    return env
 
 
 def cmd_run(args) -> int:
@@ -105,19 +132,23 @@ def cmd_run(args) -> int:
         log('lab run: no command given (usage: run [--target H] -- CMD...)')
         return 2
 
-    def run(g):
+    def run(guests):
         log(f'lab: running {shlex.join(cmd)}')
-        child = subprocess.Popen(cmd, env=dict(os.environ, **g.env()))
+        child = subprocess.Popen(cmd, env=dict(os.environ,
+                                               **guests_env(guests)))
         try:
             while True:
                 try:
                     rc = child.wait(timeout=1)
                     break
                 except subprocess.TimeoutExpired:
-                    g.serve_requests()   # a test's reboot of the guest
+                    for g in guests:
+                        g.serve_requests()   # a test's reboot of a guest
             if rc and os.path.basename(cmd[0]) == 'stestr' and 'run' in cmd:
-                faults.record_failed(g.run_dir, faults.stestr_failures(cmd[0]))
-            faults.hand_over(g.run_dir, log)
+                faults.record_failed(guests[0].run_dir,
+                                     faults.stestr_failures(cmd[0]))
+            for g in guests:
+                faults.hand_over(g.run_dir, log)
             return rc
         except BaseException:
             # Ctrl-C reached the child too (same process group); give it a
@@ -127,7 +158,7 @@ def cmd_run(args) -> int:
             except subprocess.TimeoutExpired:
                 services.end(child, 10)
             raise
-    return _in_guest(args, run)
+    return _in_guests(args, run)
 
 
 def cmd_faults(args) -> int:
@@ -138,29 +169,31 @@ def cmd_faults(args) -> int:
 
 
 def cmd_shell(args) -> int:
-    def wait(g):
-        print(shlex.join(g.ssh_argv()), flush=True)
-        log('lab: guest is up; Ctrl-C to stop it')
-        for k, v in g.env().items():
+    def wait(guests):
+        for g in guests:
+            print(shlex.join(g.ssh_argv()), flush=True)
+        log('lab: guests are up; Ctrl-C to stop them' if len(guests) > 1
+            else 'lab: guest is up; Ctrl-C to stop it')
+        for k, v in guests_env(guests).items():
             log(f'  {k}={v}')
         try:
-            while g.running:
+            while all(g.running for g in guests):
                 time.sleep(1)
         except (KeyboardInterrupt, services.Terminated):
             log('lab: stopping')
             return 0
         log('lab: QEMU exited')
         return 1
-    return _in_guest(args, wait)
+    return _in_guests(args, wait)
 
 
 def cmd_demo(args) -> int:
     from cinder_zol_lab import demo
 
-    def run(g):
-        demo.run(g, log=log)
+    def run(guests):
+        demo.run(guests[0], log=log)
         return 0
-    return _in_guest(args, run)
+    return _in_guests(args, run)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +224,11 @@ def main(argv: list[str] | None = None) -> int:
                         help='how the storage host is set up: the driver '
                              'logs in as the unprivileged cinder-zol account '
                              '(default) or as root')
+        if name in ('run', 'shell'):
+            sp.add_argument('--hosts', type=int, default=1,
+                            help='boot this many guests, linked to each '
+                                 'other (guest k is %s.k on the link)'
+                                 % lablink.SUBNET)
         if name == 'run':
             sp.add_argument('cmd', nargs=argparse.REMAINDER, help='-- CMD...')
     for sp in parsers:

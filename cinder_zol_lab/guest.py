@@ -38,6 +38,7 @@ from typing import Callable
 
 from cinder_zol.host import helpers
 
+from . import link as lablink
 from . import services
 from .shell import CONTROL_SOCKET
 from .shell import GuestShell
@@ -278,7 +279,8 @@ class LabGuest:
                  boot_timeout: float | None = None, keep: bool = False,
                  cache_dir: Path | None = None, log: Log = print,
                  image: Image | None = None,
-                 mode: str = 'least-privilege'):
+                 mode: str = 'least-privilege',
+                 link: lablink.Port | None = None):
         if mode not in MODES:
             raise ValueError(f'mode must be one of {MODES}, not {mode!r}')
         self.mode = mode
@@ -295,6 +297,8 @@ class LabGuest:
         self.cache_dir = Path(cache_dir or CACHE_DIR)
         self.log = log
         self.image = image
+        # its NIC on the lab's private link to other guests (link.py)
+        self.link = link
         self.shell: GuestShell | None = None
         self.ssh_port: int | None = None
         self.iscsi_port: int | None = None
@@ -372,7 +376,8 @@ class LabGuest:
                 iscsi_port=self.iscsi_port, iscsi_port2=self.iscsi_port2,
                 pool=self.pool, user=self.user,
                 login=self.login, mode=self.mode, run_dir=self.run_dir,
-                nvme_port=self.nvme_port)
+                nvme_port=self.nvme_port,
+                link_address=self.link.address if self.link else '')
             self._launch_qemu(overlay, scratch)
             try:
                 self._wait_for_ssh(t0)
@@ -389,6 +394,8 @@ class LabGuest:
                  f'iscsi 127.0.0.1:{self.iscsi_port} and :{self.iscsi_port2}, '
                  f'run dir {self.run_dir})')
         self._start_master()
+        if self.link is not None:
+            self._configure_link()
         t1 = time.monotonic()
         self.setup_storage_host()
         self.timings['setup'] = time.monotonic() - t1
@@ -414,10 +421,31 @@ class LabGuest:
                       'cache=unsafe,discard=unmap',
             '-netdev', f'user,id=n0,restrict=on,{fwd}',
             '-device', 'virtio-net-pci,netdev=n0',
+            *(self.link.qemu_args() if self.link else ()),
             '-chardev', f'file,id=ser0,path={_qemu_path(self.console_log)}',
             '-serial', 'chardev:ser0',
             '-pidfile', str(self.run_dir / 'qemu.pid'),
         ]
+
+    def _configure_link(self) -> None:
+        """The static address on the private link; kept across reboots."""
+        unit, address = self.link.network_unit(), self.link.address
+        self.run(f'''set -e
+cat > {lablink.NETWORK_FILE} <<'EOF'
+{unit}EOF
+networkctl reload
+for dev in /sys/class/net/*; do
+    if [ "$(cat $dev/address)" = {self.link.mac} ]; then
+        networkctl reconfigure "${{dev##*/}}"
+    fi
+done
+for i in $(seq 1 100); do
+    ip -4 -o addr show | grep -q ' {address}/' && exit 0
+    sleep 0.1
+done
+echo "no {address} on any interface:" >&2; ip -o addr show >&2; exit 1
+''', timeout=60)
+        self.log(f'lab: private link address {address}')
 
     def _launch_qemu(self, overlay: Path, scratch: Path) -> None:
         argv = self.qemu_argv(overlay, scratch)

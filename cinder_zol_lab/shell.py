@@ -23,6 +23,8 @@ import subprocess
 import time
 
 ENV_PREFIX = 'CINDER_ZOL_LAB_'
+# how many guests a lab run booted; guest k > 1 is CINDER_ZOL_LAB_<k>_*
+HOSTS_ENV = ENV_PREFIX + 'HOSTS'
 # variables a guest cannot be reached without
 REQUIRED = ('host', 'ssh_port', 'key', 'known_hosts', 'parent', 'iscsi_port')
 CONTROL_SOCKET = 'ssh.ctl'   # in run_dir: the lab's shared connection
@@ -81,18 +83,26 @@ class GuestShell:
     mode: str = ''
     target: str = ''
     run_dir: Path | None = None
+    # its address on the lab's private link to the other guests (link.py)
+    link_address: str = ''
 
     # -- the environment of child processes ---------------------------------
 
+    @staticmethod
+    def env_prefix(index: int = 1) -> str:
+        """CINDER_ZOL_LAB_ for the first guest, CINDER_ZOL_LAB_<k>_ after."""
+        return ENV_PREFIX if index == 1 else f'{ENV_PREFIX}{index}_'
+
     @classmethod
-    def from_env(cls, env=os.environ) -> 'GuestShell':
-        """The guest described by CINDER_ZOL_LAB_* in ``env``.
+    def from_env(cls, env=os.environ, index: int = 1) -> 'GuestShell':
+        """Guest ``index`` (1-based) as described by CINDER_ZOL_LAB_*.
 
         Raises LabError naming the variables a guest needs that are unset.
         """
-        values = {f.name: env.get(ENV_PREFIX + f.name.upper())
+        prefix = cls.env_prefix(index)
+        values = {f.name: env.get(prefix + f.name.upper())
                   for f in dataclasses.fields(cls)}
-        missing = [ENV_PREFIX + k.upper() for k in REQUIRED if not values[k]]
+        missing = [prefix + k.upper() for k in REQUIRED if not values[k]]
         if missing:
             raise LabError(', '.join(missing) + ' not set (no lab guest)')
         kwargs = {k: v for k, v in values.items() if v}
@@ -104,9 +114,16 @@ class GuestShell:
                 kwargs[k] = Path(kwargs[k])
         return cls(**kwargs)
 
-    def to_env(self) -> dict[str, str]:
-        """CINDER_ZOL_LAB_* variables describing this guest."""
-        return {ENV_PREFIX + k.upper(): '' if v is None else str(v)
+    @classmethod
+    def all_from_env(cls, env=os.environ) -> list['GuestShell']:
+        """Every guest of the lab run (CINDER_ZOL_LAB_HOSTS, default 1)."""
+        return [cls.from_env(env, k)
+                for k in range(1, int(env.get(HOSTS_ENV) or 1) + 1)]
+
+    def to_env(self, index: int = 1) -> dict[str, str]:
+        """The variables describing this guest as guest ``index``."""
+        prefix = self.env_prefix(index)
+        return {prefix + k.upper(): '' if v is None else str(v)
                 for k, v in dataclasses.asdict(self).items()}
 
     # -- ssh --------------------------------------------------------------
