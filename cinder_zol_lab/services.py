@@ -290,9 +290,10 @@ class Summary:
 
 
 def run_under_lab(target: str | None, argv: list[str], label: str,
-                  out=sys.stdout) -> Summary:
+                  out=sys.stdout, hosts: int = 1) -> Summary:
     """Run ``argv`` inside a lab guest with ``target`` (no guest if None).
 
+    ``hosts``: that many guests on the lab's private link.
     The child's output is passed through; its ``N passed, M failed`` line
     gets ``label`` in front (only the caller's own last line stays bare),
     and its ``...: FAIL (Ns)`` lines are kept, for the caller's last lines.
@@ -301,7 +302,8 @@ def run_under_lab(target: str | None, argv: list[str], label: str,
     """
     if target is not None:
         argv = [sys.executable, '-m', 'cinder_zol_lab', 'run', '--target',
-                target, '--', *argv]
+                target, *(['--hosts', str(hosts)] if hosts > 1 else []),
+                '--', *argv]
     t0 = time.monotonic()
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)

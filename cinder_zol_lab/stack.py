@@ -2,8 +2,8 @@
 
 ``CinderStack`` (e2e): a private RabbitMQ node, cinder-api with
 ``auth_strategy = noauth``, cinder-scheduler and cinder-volume with one
-backend (the lab guest through the real driver, or Cinder's fake driver
-when there is no guest), MariaDB. ``KeystoneStack`` (tempest) adds
+backend per lab guest (the guest through the real driver, or Cinder's
+fake driver when there is no guest), MariaDB. ``KeystoneStack`` (tempest) adds
 keystone, and registers the services in keystone's catalog. With
 ``glance=True`` either also runs glance-api (``GlanceService``) with a file
 store, noauth or keystone like its stack.
@@ -177,9 +177,12 @@ class CinderStack:
 
     def __init__(self, state: Path, shell: GuestShell | None, *,
                  host: str = 'e2e', glance: bool = False,
-                 api_workers: int = 1, log=print):
+                 api_workers: int = 1, log=print,
+                 more_shells: tuple[GuestShell, ...] = ()):
         self.state = state
         self.shell = shell
+        # further storage hosts, one backend each (backend_names())
+        self.more_shells = tuple(more_shells)
         self.host = host
         self.api_workers = api_workers
         self.log = log
@@ -205,6 +208,11 @@ class CinderStack:
     @property
     def endpoint(self) -> str:
         return f'http://127.0.0.1:{self.api_port}/v3'
+
+    def backend_names(self) -> list[str]:
+        """Section and volume_backend_name of each storage host's backend."""
+        return [BACKEND] + [f'{BACKEND}{k}'
+                            for k in range(2, len(self.more_shells) + 2)]
 
     # -- what differs with keystone ---------------------------------------
 
@@ -295,7 +303,7 @@ class CinderStack:
             'osapi_volume_listen = 127.0.0.1',
             f'osapi_volume_listen_port = {self.api_port}',
             f'osapi_volume_workers = {self.api_workers}',
-            f'enabled_backends = {BACKEND}',
+            f'enabled_backends = {",".join(self.backend_names())}',
             'debug = True',
             f'image_conversion_dir = {self.state}/conversion',
             # upload-to-image of an attached volume (--force): the driver
@@ -327,6 +335,11 @@ class CinderStack:
             lines += [f'{k} = {v}'
                       for k, v in backend.settings(self.shell).items()]
         lines += self.extra_conf[BACKEND]
+        for name, shell in zip(self.backend_names()[1:], self.more_shells):
+            settings = dict(backend.settings(shell), volume_backend_name=name)
+            lines += ['', f'[{name}]',
+                      'volume_driver = cinder_zol.ZFSonLinuxISCSIDriver',
+                      *(f'{k} = {v}' for k, v in settings.items())]
         return '\n'.join(lines) + '\n'
 
     def write_files(self) -> None:
@@ -415,7 +428,7 @@ class CinderStack:
                        timeout)
 
     def wait_volume(self, offset: int = 0, timeout: float = 240) -> float:
-        """Wait for cinder-volume's driver init (log line after ``offset``).
+        """Wait for each backend's driver init (log lines after ``offset``).
 
         Returns the seconds since cinder-volume started.
         """
@@ -431,7 +444,7 @@ class CinderStack:
             if VOLUME_INIT_FAILED in text:
                 raise ServiceError('cinder-volume: driver initialisation '
                                    f'failed\n{self.log_tail("cinder-volume")}')
-            return VOLUME_READY in text
+            return text.count(VOLUME_READY) >= len(self.backend_names())
         try:
             services.wait_until(
                 initialised, timeout, what='cinder-volume driver init',
@@ -523,14 +536,16 @@ class KeystoneStack(CinderStack):
 
     def __init__(self, state: Path, shell: GuestShell | None,
                  keystone_venv: Path, *, host: str = 'tempest',
-                 glance: bool = False, api_workers: int = 2, log=print):
+                 glance: bool = False, api_workers: int = 2, log=print,
+                 more_shells: tuple[GuestShell, ...] = ()):
         self.keystone_venv = keystone_venv
         self.ks_dir = state / 'keystone'
         self.ks_conf = self.ks_dir / 'keystone.conf'
         self.ks_port = services.free_port(5000)
         self.admin_project_id: str | None = None
         super().__init__(state, shell, host=host, glance=glance,
-                         api_workers=api_workers, log=log)
+                         api_workers=api_workers, log=log,
+                         more_shells=more_shells)
 
     @property
     def keystone_url(self) -> str:

@@ -3,7 +3,9 @@
 
 tgt and LIO both want port 3260 in the guest, so each helper gets its own
 guest (``python -m cinder_zol_lab run --target H -- python e2e/run.py``);
-the nvmet pass runs the NVMe-oF scenario only.
+the nvmet pass runs the NVMe-oF scenario only. The hosts pass (not run by
+default: tox -e hosts runs it beside the link tests, in one boot) boots
+two guests (``--hosts 2``, tgt) and runs the two-storage-host scenario.
 Every helper runs even when an earlier one failed; the last lines name each
 failed scenario and add them up as ``N passed, M failed``; the exit status
 is 1 if anything failed.
@@ -28,12 +30,15 @@ sys.path.insert(0, str(HERE.parent))
 from cinder_zol_lab import services  # noqa: E402
 from cinder_zol_lab import venvs  # noqa: E402
 
+# a pass per target helper, each in its own guest; 'hosts' on request
+PASSES = ['tgtadm', 'lioadm', 'nvmet']
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--target', action='append',
-                    choices=['tgtadm', 'lioadm', 'nvmet'],
-                    help='target helper(s) to run (default: all three)')
+                    choices=PASSES + ['hosts'],
+                    help='passes to run (default: %s)' % ', '.join(PASSES))
     ap.add_argument('extra', nargs='*', help='options for run.py after --')
     args = ap.parse_args()
     t0 = time.monotonic()
@@ -41,14 +46,17 @@ def main() -> int:
         venvs.glance(log=lambda m: print(f'e2e: {m}', flush=True))
     total = services.Summary()
     lines = []
-    for target in args.target or ['tgtadm', 'lioadm', 'nvmet']:
+    for target in args.target or PASSES:
         extra = list(args.extra)
-        if target == 'nvmet' and '--no-glance' not in extra:
-            extra.append('--no-glance')     # its scenario needs no images
+        if target in ('nvmet', 'hosts') and '--no-glance' not in extra:
+            extra.append('--no-glance')     # their scenarios need no images
         argv = [sys.executable, str(HERE / 'run.py'), *extra]
         print(f'e2e: === {target}: lab run -- {" ".join(argv[1:])}',
               flush=True)
-        s = services.run_under_lab(target, argv, target)
+        if target == 'hosts':
+            s = services.run_under_lab('tgtadm', argv, target, hosts=2)
+        else:
+            s = services.run_under_lab(target, argv, target)
         print(f'e2e: === {target}: exit {s.rc}, {s.line()} in '
               f'{s.seconds:.1f}s (guest boot and teardown included)',
               flush=True)

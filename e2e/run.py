@@ -55,6 +55,7 @@ from cinder_zol_lab.shell import LabError  # noqa: E402
 from cinder_zol_lab.stack import BACKEND  # noqa: E402
 from cinder_zol_lab.stack import CinderStack  # noqa: E402
 import concurrency  # noqa: E402
+import hosts  # noqa: E402
 import images  # noqa: E402
 import nvme  # noqa: E402
 
@@ -106,10 +107,14 @@ def md5_of(char: str | int, length: int = MiB) -> str:
     return hashlib.md5(b * length).hexdigest()
 
 
-class E2E(concurrency.Scenarios, images.Scenarios, nvme.Scenarios):
-    def __init__(self, stack: CinderStack, guest: GuestShell):
+class E2E(concurrency.Scenarios, images.Scenarios, nvme.Scenarios,
+          hosts.Scenarios):
+    def __init__(self, stack: CinderStack, guest: GuestShell,
+                 more_guests: tuple[GuestShell, ...] = ()):
         self.stack = stack
         self.guest = guest
+        # further storage hosts, one backend each (the two-guest pass)
+        self.more_guests = tuple(more_guests)
         self.bindir = Path(sys.executable).parent
         self.http = requests.Session()
         self.http.headers.update(stack.auth_headers())
@@ -573,6 +578,7 @@ SCENARIOS = [
     *images.SCENARIOS,
     *concurrency.SCENARIOS,
     *nvme.SCENARIOS,
+    *hosts.SCENARIOS,
 ]
 
 
@@ -621,7 +627,7 @@ def main(argv=None) -> int:
                     help='run the stack without glance-api')
     args = ap.parse_args(argv)
     try:
-        guest = GuestShell.from_env()
+        guest, *more_guests = GuestShell.all_from_env()
     except LabError as exc:
         say(f'e2e: {exc}: run me under "python -m cinder_zol_lab run '
             '--target tgtadm -- python e2e/run.py"')
@@ -632,7 +638,7 @@ def main(argv=None) -> int:
         tempfile.mkdtemp(prefix='cinder-zol-e2e-'))
     state.mkdir(parents=True, exist_ok=True)
     stack = CinderStack(state, guest, host='e2e', glance=not args.no_glance,
-                        log=say)
+                        log=say, more_shells=tuple(more_guests))
     lab_start = parent_start_time()
     results: list[tuple[int, str, bool, float]] = []
     e2e = None
@@ -658,10 +664,16 @@ def main(argv=None) -> int:
             results.append((0, 'services up', False,
                             time.monotonic() - T_START))
             raise
-        e2e = E2E(stack, guest)
+        e2e = E2E(stack, guest, tuple(more_guests))
         passed: set[int] = set()
         for num, name, meth, needs in SCENARIOS:
             if args.only and num not in args.only:
+                continue
+            if (num in hosts.NUMBERS) != bool(more_guests) and \
+                    not args.only:
+                say(f'e2e: scenario {num} {name}: not run with '
+                    f'{1 + len(more_guests)} storage host(s) (the '
+                    f'two-guest pass runs {sorted(hosts.NUMBERS)} only)')
                 continue
             if guest.target == 'nvmet' and num not in NVME_ONLY and \
                     not args.only:
