@@ -6,6 +6,9 @@
     python tempest/run.py --keep             # keep the state dir and logs
     python tempest/run.py --fake-backend     # same stack and tempest.conf,
                                              # Cinder's fake driver, no guest
+    python tempest/run.py --hosts 2 --regex multi_backend
+                                             # a backend per storage host
+                                             # (multi_backend = True)
 
 Outside a lab guest this script makes (or reuses) the pinned keystone,
 glance and tempest venvs under ~/.cache/cinder-zol/venvs, then runs itself
@@ -115,7 +118,8 @@ def outer(args, argv: list[str]) -> int:
     log(f'tempest: $ {"lab run --target " + target + " -- " if target else ""}'
         f'{shlex.join(inner_argv)}')
     summary = services.run_under_lab(target, inner_argv,
-                                     'tempest: inner summary')
+                                     'tempest: inner summary',
+                                     hosts=args.hosts)
     log(f'tempest: total {time.monotonic() - t0:.0f}s (venvs, guest boot '
         'and teardown included)')
     if summary.skipped is None:
@@ -206,6 +210,7 @@ def tempest_conf(stack, pools: list, feats: dict, state: Path,
                  build_timeout: int,
                  image_ref: str | None = None) -> configparser.ConfigParser:
     caps = pools[0].get('capabilities', {})
+    backends = stack.backend_names()
     c = configparser.ConfigParser(interpolation=None)
     c.optionxform = str
     c['DEFAULT'] = {'debug': 'True', 'log_file': str(state / 'logs' /
@@ -234,7 +239,9 @@ def tempest_conf(stack, pools: list, feats: dict, state: Path,
     c['volume'] = {
         'catalog_type': 'block-storage', 'region': stack_mod.REGION,
         'endpoint_type': 'publicURL',
-        'backend_names': caps.get('volume_backend_name', stack_mod.BACKEND),
+        # one backend per storage host (--hosts N)
+        'backend_names': ','.join(backends) if len(backends) > 1 else
+        caps.get('volume_backend_name', stack_mod.BACKEND),
         'storage_protocol': caps.get('storage_protocol', 'iSCSI'),
         'vendor_name': caps.get('vendor_name', 'Open Source'),
         'build_timeout': str(build_timeout), 'build_interval': '1',
@@ -247,7 +254,8 @@ def tempest_conf(stack, pools: list, feats: dict, state: Path,
     }
     fe = {k: str(v['enabled']) for k, v in feats.items()}
     fe.update({
-        'multi_backend': 'False',            # one backend by design
+        # a second backend is a second storage host (--hosts 2)
+        'multi_backend': str(len(backends) > 1),
         'backup': 'False',                   # no cinder-backup service
         'extend_attached_volume': 'False',   # needs nova
         'extend_attached_encrypted_volume': 'False',
@@ -288,16 +296,17 @@ def cinder_leftovers(stack, timeout: float = 300) -> list[str]:
 
 def inner(args) -> int:
     t_start = time.monotonic()
-    guest = None
+    guest, more_guests = None, []
     if not args.fake_backend:
         try:
-            guest = GuestShell.from_env()
+            guest, *more_guests = GuestShell.all_from_env()
         except LabError as exc:
             sys.exit(f'tempest: --inner needs a lab guest: {exc}')
     state = Path(tempfile.mkdtemp(prefix='cinder-zol-tempest-'))
     te = Path(args.tempest_venv)
     stack = stack_mod.KeystoneStack(state, guest, Path(args.keystone_venv),
-                                    glance=not args.no_glance, log=log)
+                                    glance=not args.no_glance, log=log,
+                                    more_shells=tuple(more_guests))
     log(f'tempest: state and logs in {state}')
     failed_checks: list[str] = []
     results: dict = {}
@@ -410,15 +419,15 @@ def inner(args) -> int:
         if guest is not None and stack.glance:
             evicted = purge_image_cache(guest)
             log(f'tempest: image cache purged: {" ".join(evicted) or "-"}')
-        if guest is not None:
-            names = guest.zfs_names()
-            log(f'tempest: zfs list -H -o name -t all -r {guest.parent}: '
-                f'{" ".join(names)}')
-            if names != [guest.parent]:
+        for g in ([guest] + more_guests) if guest is not None else ():
+            names = g.zfs_names()
+            log(f'tempest: {g.link_address or g.host}: zfs list -H -o name '
+                f'-t all -r {g.parent}: {" ".join(names)}')
+            if names != [g.parent]:
                 failed_checks.append(f'ZFS host not clean: {names}')
-            served = guest.targets()
+            served = g.targets()
             if served:
-                failed_checks.append(f'{guest.target or "tgtadm"} targets '
+                failed_checks.append(f'{g.target or "tgtadm"} targets '
                                      f'left: {" ".join(served)[:500]}')
         ok = True
     except Exception as exc:
@@ -488,6 +497,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument('--target', choices=['tgtadm', 'lioadm'],
                     default='tgtadm')
     ap.add_argument('--concurrency', type=int, default=2)
+    ap.add_argument('--hosts', type=int, default=1,
+                    help='storage hosts (lab guests), a backend each')
     ap.add_argument('--regex', help=f'stestr selection (default {INCLUDE})')
     ap.add_argument('--build-timeout', type=int, default=600,
                     help='tempest [volume] build_timeout')
