@@ -65,8 +65,7 @@ class LeastPrivilegeTestCase(base.LabTestCase):
 
     def ask(self, argv, payload):
         """One request through the driver's session; the decoded reply."""
-        return json.loads(self.runner.request(HOST_PROGRAM, argv,
-                                              json.dumps(payload)))
+        return json.loads(self.runner.request(HOST_PROGRAM, argv, payload))
 
     def raw(self, command, stdin=None):
         """Send one command string as it is (no quoting) with the key."""
@@ -131,7 +130,7 @@ class LeastPrivilegeTestCase(base.LabTestCase):
                      ['create', self.parent, '..', '1073741824'],
                      ['rename', self.parent, 'volume-a', '-R'],
                      ['target-export', self.parent, 'x', 'scst']):
-            line = self.runner.request(program, argv, '{}')
+            line = self.runner.request(program, argv, {})
             self.assertIn('"ok": false', line)
             self.assertIn('"Refused"', line)
         self.assertEqual(before, self.host_state())

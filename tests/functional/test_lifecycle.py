@@ -14,7 +14,13 @@ from tests.functional import base
 class RealLifecycleTestCase(base.LabTestCase):
 
     def dev(self, vol):
-        return '/dev/zvol/%s/%s' % (self.parent, vol.name)
+        """The zvol's device link, once udev has made it.
+
+        A clone's device appears a moment after zfs returns; reading too
+        early read nothing (the md5 of no bytes).
+        """
+        return self.shell.wait_for_path(
+            '/dev/zvol/%s/%s' % (self.parent, vol.name))
 
     def write(self, vol, seed):
         """Write 1 MiB derived from ``seed`` at offset 0; return its md5."""
@@ -26,7 +32,7 @@ class RealLifecycleTestCase(base.LabTestCase):
 
     def read(self, vol):
         return self.guest(
-            'udevadm settle; dd if=%s bs=1M count=1 status=none | md5sum'
+            'set -o pipefail; dd if=%s bs=1M count=1 status=none | md5sum'
             % self.dev(vol)).split()[0]
 
     def test_sparse_and_thick(self):
