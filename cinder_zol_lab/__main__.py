@@ -146,7 +146,8 @@ def cmd_run(args) -> int:
                         g.serve_requests()   # a test's reboot of a guest
             if rc and os.path.basename(cmd[0]) == 'stestr' and 'run' in cmd:
                 faults.record_failed(guests[0].run_dir,
-                                     faults.stestr_failures(cmd[0]))
+                                     faults.stestr_failures(cmd[0]),
+                                     guests_env(guests))
             for g in guests:
                 faults.hand_over(g.run_dir, log)
             return rc
