@@ -758,10 +758,6 @@ targetcli ls / 1 >/dev/null
         self.run(script, timeout=180)
         self.shell.target = helper
 
-    def env(self) -> dict[str, str]:
-        """CINDER_ZOL_LAB_* variables describing this guest (for children)."""
-        return self.shell.to_env()
-
 
 class _PortTaken(Exception):
     pass
