@@ -39,7 +39,9 @@ class FakeNvmet(nvmet.Backend):
             os.makedirs(os.path.join(modules, m))
         super().__init__(executor, root=root, module_dir=modules)
         self.revalidate = revalidate
-        self.fail_on = None     # (relative path, errno) of one failing write
+        # (relative path, errno[, times]) of a failing write: every time,
+        # or its first ``times`` writes
+        self.fail_on = None
 
     def cleanup(self):
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -78,9 +80,12 @@ class FakeNvmet(nvmet.Backend):
         os.rmdir(path)
 
     def _write(self, rel, value):
-        if self.fail_on and self.fail_on[0] == rel:
+        if self.fail_on and self.fail_on[0] == rel and (
+                len(self.fail_on) < 3 or self.fail_on[2] > 0):
             grammar.check_nvmet('write', rel, value)
-            raise OSError(self.fail_on[1], os.strerror(self.fail_on[1]))
+            if len(self.fail_on) == 3:
+                self.fail_on = self.fail_on[:2] + (self.fail_on[2] - 1,)
+            raise OSError(self.fail_on[1], os.strerror(self.fail_on[1]), rel)
         parent, attr = rel.rsplit('/', 1)
         if attr in ('device_path', 'device_uuid', 'device_nguid') and \
                 self._read(parent + '/enable') == '1':

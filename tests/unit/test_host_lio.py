@@ -9,6 +9,7 @@ import ddt
 import testtools
 
 from cinder_zol.host import errors
+from cinder_zol.host.root import backend
 from cinder_zol.host.root import lio
 from tests.unit import fake_rtslib
 
@@ -327,9 +328,9 @@ class LioBackendTestCase(testtools.TestCase):
         self.rts.udev_late[DEVICE] = 30
         self.backend.executor = mock.Mock()
         clock = iter(range(0, 1000, 1))
-        with mock.patch.object(lio.time, 'monotonic',
+        with mock.patch.object(backend.time, 'monotonic',
                                side_effect=lambda: next(clock) / 10.0), \
-                mock.patch.object(lio.time, 'sleep'):
+                mock.patch.object(backend.time, 'sleep'):
             result = self.export()
 
         self.assertEqual(0, result['lun'])
@@ -341,9 +342,9 @@ class LioBackendTestCase(testtools.TestCase):
         self.rts.udev_late[DEVICE] = 10 ** 6
         self.backend.executor = mock.Mock()
         clock = iter(range(0, 10 ** 6))
-        with mock.patch.object(lio.time, 'monotonic',
+        with mock.patch.object(backend.time, 'monotonic',
                                side_effect=lambda: float(next(clock))), \
-                mock.patch.object(lio.time, 'sleep'):
+                mock.patch.object(backend.time, 'sleep'):
             e = self.assertRaisesHostError(errors.TargetError, self.export)
 
         self.assertIn('Device %s is not a TYPE_DISK block device' % DEVICE,

@@ -13,6 +13,7 @@ import testtools
 from cinder_zol.host import agent
 from cinder_zol.host import errors
 from cinder_zol.host import grammar
+from cinder_zol.host.root import backend
 from tests.unit import fake_nvmet
 from tests.unit import host_fixture
 
@@ -121,6 +122,29 @@ class NvmetBackendTestCase(testtools.TestCase):
         self.backend.fail_on = (failing, errno.EINVAL)
         e = self.assertRaisesHostError(errors.TargetError, self.export)
         self.assertIn('Invalid argument', str(e))
+        self.assertEqual([], self.backend.tree())
+
+    def test_enable_waits_for_the_kernel_to_open_a_new_zvol(self):
+        # the /dev/zvol link is there; the kernel's open still says ENOENT
+        self.backend.fail_on = (NS + '/enable', errno.ENOENT, 15)
+        clock = iter(range(0, 1000))
+        with mock.patch.object(backend.time, 'monotonic',
+                               side_effect=lambda: next(clock) / 10.0), \
+                mock.patch.object(backend.time, 'sleep'):
+            result = self.export()
+        self.assertEqual(1, result['nsid'])
+        self.assertEqual('1', self.backend.attr(NS + '/enable'))
+        self.executor.run.assert_called_once_with(
+            ['udevadm', 'settle', '--timeout=10'])
+
+    def test_enable_never_possible_names_the_attribute_and_undoes(self):
+        self.backend.fail_on = (NS + '/enable', errno.ENOENT)
+        clock = iter(range(0, 10 ** 6))
+        with mock.patch.object(backend.time, 'monotonic',
+                               side_effect=lambda: float(next(clock))), \
+                mock.patch.object(backend.time, 'sleep'):
+            e = self.assertRaisesHostError(errors.TargetError, self.export)
+        self.assertIn('No such file or directory (%s/enable)' % NS, e.stderr)
         self.assertEqual([], self.backend.tree())
 
     def test_chap_refused(self):

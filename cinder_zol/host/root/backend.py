@@ -11,6 +11,29 @@ as they are.
 """
 
 import abc
+import time
+
+# Right after a zvol appears (its /dev/zvol link already there) udev or the
+# kernel may not take it yet: rtslib asks udev whether it is a disk, nvmet
+# opens it when the namespace is enabled. Wait this long, and let udev
+# settle once after SETTLE_AFTER seconds.
+DEVICE_WAIT = 15
+SETTLE_AFTER = 1
+
+
+def wait_for_udev(ready, executor, wait=DEVICE_WAIT):
+    """``ready()`` until it is true or ``wait`` is over; its last value."""
+    start = time.monotonic()
+    settle = executor is not None
+    while True:
+        done = ready()
+        waited = time.monotonic() - start
+        if done or waited >= wait:
+            return done
+        if settle and waited >= SETTLE_AFTER:
+            executor.run(['udevadm', 'settle', '--timeout=10'])
+            settle = False
+        time.sleep(0.1)
 
 
 class Backend(object, metaclass=abc.ABCMeta):

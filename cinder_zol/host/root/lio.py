@@ -15,19 +15,11 @@ boot, portals included; they go with the target.
 LIO reads the size from the block device: a resize needs nothing here.
 """
 
-import time
-
 from .. import errors
 from . import backend
 
 LUN = 0
 PORTAL_IP = '0.0.0.0'
-
-# rtslib asks udev whether a device is a disk; right after a zvol appears
-# (its /dev/zvol link already there) udev may not answer that yet. Wait
-# this long for it, and let udev settle once after SETTLE_AFTER seconds.
-DISK_WAIT = 15
-SETTLE_AFTER = 1
 
 
 def _rtslib():
@@ -216,20 +208,13 @@ class Backend(backend.Backend):
                                      % iqn, '%s: %s' % (type(e).__name__, e))
 
     def _wait_for_disk(self, device):
-        """Until rtslib takes DEVICE for a disk, or DISK_WAIT is over.
+        """Until rtslib takes DEVICE for a disk (backend.wait_for_udev).
 
         After that BlockStorageObject fails with rtslib's own message.
         """
-        start = time.monotonic()
-        settle = self.executor is not None
-        while self.rtslib.utils.get_blockdev_type(device) != 0:
-            waited = time.monotonic() - start
-            if waited >= DISK_WAIT:
-                return
-            if settle and waited >= SETTLE_AFTER:
-                self.executor.run(['udevadm', 'settle', '--timeout=10'])
-                settle = False
-            time.sleep(0.1)
+        backend.wait_for_udev(
+            lambda: self.rtslib.utils.get_blockdev_type(device) == 0,
+            self.executor)
 
     def export(self, name, iqn, device, chap, initiators, ports, serial):
         root = self._root()

@@ -30,6 +30,7 @@ nvmet saves nothing: the root helper records each export
 does the same when cinder-volume starts.
 """
 
+import errno
 import os
 
 from .. import errors
@@ -44,8 +45,10 @@ MAX_PORT_ID = 65535
 
 
 def _error(what, e):
-    return errors.TargetError(what, '%s: %s' % (
-        type(e).__name__, getattr(e, 'strerror', None) or e))
+    where = getattr(e, 'filename', None)
+    return errors.TargetError(what, '%s: %s%s' % (
+        type(e).__name__, getattr(e, 'strerror', None) or e,
+        ' (%s)' % where if where else ''))
 
 
 class Backend(backend.Backend):
@@ -86,8 +89,33 @@ class Backend(backend.Backend):
 
     def _write(self, rel, value):
         grammar.check_nvmet('write', rel, value)
-        with open(self._path(rel), 'w') as f:
-            f.write(value)
+        try:
+            with open(self._path(rel), 'w') as f:
+                f.write(value)
+        except OSError as e:
+            # the kernel's refusal comes from the write: name the attribute
+            e.filename = e.filename or rel
+            raise
+
+    def _enable(self, ns):
+        """Enable a namespace: the kernel opens its zvol now.
+
+        Right after the zvol appeared that open may fail (ENOENT, ENXIO)
+        though its link is there: retried while udev catches up.
+        """
+        refused = []
+
+        def enabled():
+            try:
+                self._write(ns + '/enable', '1')
+                return True
+            except OSError as e:
+                if e.errno not in (errno.ENOENT, errno.ENXIO):
+                    raise
+                refused[:] = [e]
+                return False
+        if not backend.wait_for_udev(enabled, self.executor):
+            raise refused[0]
 
     def _link(self, rel, target_rel):
         grammar.check_nvmet('link', rel, target_rel)
@@ -241,7 +269,7 @@ class Backend(backend.Backend):
                 self._write(ns + '/device_path', device)
                 self._write(ns + '/device_uuid', serial)
                 self._write(ns + '/device_nguid', serial)
-                self._write(ns + '/enable', '1')
+                self._enable(ns)
                 created.append(lambda: self._write(ns + '/enable', '0'))
             for host in initiators:
                 self._allow(nqn, host, created)
