@@ -93,17 +93,27 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
                 % {'h': host, 'got': version.get('protocol'),
                    'want': wire.PROTOCOL})
         try:
-            kind = self.storage.check_parent()
+            found = self.storage.check_parent()
         except exception.ZfsNotFound:
             raise cinder_exception.VolumeBackendAPIException(data=_(
                 'Parent dataset %(p)s does not exist on %(h)s: create it '
                 'with "zfs create %(p)s" or fix zol_dataset.')
                 % {'p': parent, 'h': host})
-        if kind != 'filesystem':
+        if found['type'] != 'filesystem':
             raise cinder_exception.VolumeBackendAPIException(data=_(
                 'zol_dataset %(p)s is a %(k)s, not a filesystem dataset: '
                 'point zol_dataset at a filesystem such as tank/cinder.')
-                % {'p': parent, 'k': kind})
+                % {'p': parent, 'k': found['type']})
+        if found.get('volmode') != 'dev':
+            LOG.warning('Parent dataset %(p)s on %(h)s has volmode=%(m)s: '
+                        'OpenZFS then makes each new zvol\'s device twice '
+                        'and its /dev/zvol link disappears for a moment, '
+                        'which can fail an export that comes right after a '
+                        'create. Run "zfs set volmode=dev %(p)s" on the '
+                        'storage host once no zvol of others below it '
+                        'takes its volmode from there (setup-storage-host.sh '
+                        'does so).', {'p': parent, 'h': host,
+                                      'm': found.get('volmode')})
         self.storage.target_version(self.target.helper)
         self._check_backend_props()
         LOG.info('Storage host %(h)s: OpenZFS %(z)s, agent protocol %(p)s, '

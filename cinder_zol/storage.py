@@ -88,7 +88,8 @@ class StorageHost(object):
         return self.call('version')
 
     def check_parent(self):
-        return self.call('check', self.parent)['type']
+        """The parent dataset's type and volmode."""
+        return self.call('check', self.parent)
 
     def space(self):
         result = self.call('stats', self.parent)

@@ -23,7 +23,8 @@ LIST_FIELDS = frozenset((
 LIST_TYPES = frozenset(('all', 'volume', 'snapshot', 'filesystem',
                         'filesystem,volume', 'volume,snapshot'))
 GET_PROPS = frozenset(('type', 'used', 'available', 'used,available',
-                       'type,used,available', 'version', zprops.MANAGED))
+                       'type,used,available', 'type,volmode', 'version',
+                       zprops.MANAGED))
 
 
 def _dataset(arg, parents):

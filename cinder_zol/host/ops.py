@@ -67,8 +67,7 @@ def version(ctx, payload):
 
 @implements('check')
 def check(ctx, parent, payload):
-    host = ctx.zfs(parent)
-    return {'type': host.parent_type()}
+    return ctx.zfs(parent).parent_props()
 
 
 @implements('stats')

@@ -36,7 +36,11 @@
 # - Every zvol is made volmode=dev (no partition devices), a udev rule
 #   keeps blkid and the persistent-storage links off zvols (zd*), and LVM
 #   ignores /dev/zd*: nothing on the host probes, mounts or activates what
-#   tenants write. The /dev/zvol/... links of OpenZFS stay.
+#   tenants write. The /dev/zvol/... links of OpenZFS stay. The parent is
+#   volmode=dev too (unless zvols without a volmode of their own already
+#   live there): OpenZFS makes the device of a zvol whose volmode differs
+#   from what it inherits, removes it and makes it again, and its
+#   /dev/zvol link vanishes for a moment after it first appeared.
 # - Memory and tasks of the account's processes (user-UID.slice, the root
 #   helper's data streams included) are bounded.
 #
@@ -167,6 +171,15 @@ if [ -n "$QUOTA" ] && ! zfs set quota="$QUOTA" "$PARENT"; then
     exit 1
 fi
 say "quota of $PARENT: $(zfs get -H -o value quota "$PARENT") (pool $POOL: $(zfs get -H -o value available "$POOL") free)"
+# one device event per new zvol (the model above); not when zvols below
+# take their volmode from above: that would change theirs
+if [ "$(zfs get -H -o value volmode "$PARENT")" = dev ]; then
+    :
+elif zfs get -H -r -t volume -o source volmode "$PARENT" | grep -Eqv '^(local|received)$'; then
+    say "WARNING: zvols below $PARENT take their volmode from above; its volmode left as it is (every new zvol's device appears twice)"
+else
+    zfs set volmode=dev "$PARENT"
+fi
 
 # 2. the host component ------------------------------------------------------
 for f in "$SOURCE"/*.py "$SOURCE"/root/*.py; do [ -e "$f" ] || { say "no *.py and root/*.py next to $0"; exit 1; }; done

@@ -295,10 +295,13 @@ class ZfsHost(object):
         """Every child of the parent with its snapshots, by short name."""
         return self.tree(self.list(depth=2))
 
-    def parent_type(self):
-        """Type of the parent dataset; raises NotFound if missing."""
-        return self._zfs('zfs get type %s' % self.parent, 'get', '-H', '-p',
-                         '-o', 'value', 'type', self.parent).strip()
+    def parent_props(self):
+        """The parent's type and volmode; raises NotFound if missing."""
+        out = self._zfs('zfs get type,volmode %s' % self.parent, 'get',
+                        '-H', '-p', '-o', 'value', 'type,volmode',
+                        self.parent)
+        kind, volmode = out.split()
+        return {'type': kind, 'volmode': volmode}
 
     def space(self):
         """(used, available) bytes of the parent: O(1) in the volumes."""

@@ -48,6 +48,29 @@ class RealLifecycleTestCase(base.LabTestCase):
         self.driver.delete_volume(sparse)
         self.driver.delete_volume(thick)
 
+    def test_each_new_zvol_device_is_made_once(self):
+        """A new zvol's device appears once and stays.
+
+        The parent is volmode=dev as its zvols are: with any other volmode
+        OpenZFS adds a new zvol's device, removes it and adds it again,
+        and a reader (an export) that came between finds no link.
+        """
+        self.assertEqual('dev', self.guest(
+            'zfs get -H -o value volmode %s' % self.parent).strip())
+        self.guest('udevadm settle; (timeout 20 udevadm monitor --kernel '
+                   '--subsystem-match=block >/tmp/zd-events 2>&1 '
+                   '</dev/null &); sleep 1')
+        vol, clone = self.volume(1), self.volume(1)
+        self.driver.create_volume(vol)
+        self.driver.create_cloned_volume(clone, vol)
+        self.dev(vol), self.dev(clone)
+        events = self.guest('sleep 3; pkill -f "[u]devadm monitor --kernel"; '
+                            'grep "/block/zd" /tmp/zd-events || true')
+        actions = [line.split()[1] for line in events.splitlines()]
+        self.assertEqual(['add', 'add'], actions, events)
+        self.driver.delete_volume(clone)
+        self.driver.delete_volume(vol)
+
     def test_snapshot_clone_extend_revert_keep_data(self):
         vol = self.volume(1)
         self.driver.create_volume(vol)

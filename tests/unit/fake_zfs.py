@@ -44,6 +44,8 @@ class FakeZfsHost(object):
         pool = parent.split('/')[0]
         for name in (pool, parent):
             self._add(name, 'filesystem')
+        # as setup-storage-host.sh leaves it
+        self.datasets[parent]['props']['volmode'] = 'dev'
 
     # -- state ---------------------------------------------------------------
 
@@ -347,6 +349,8 @@ class FakeZfsHost(object):
             return str(self.free)
         if f == 'type':
             return ds['type']
+        if f == 'volmode':
+            return ds['props'].get(f, 'default')
         if ':' in f:   # user properties
             return ds['props'].get(f, '-')
         if f == 'volblocksize':

@@ -573,6 +573,16 @@ class SetupTestCase(DriverTestBase):
                               self.driver.check_for_setup_error)
         self.assertIn('not a filesystem', str(e))
 
+    def test_parent_volmode_other_than_dev_is_warned(self):
+        with mock.patch.object(driver_mod.LOG, "warning") as warning:
+            self.driver.check_for_setup_error()
+            warning.assert_not_called()
+            del self.zfs.datasets[PARENT]['props']['volmode']
+            self.driver.check_for_setup_error()
+        message = warning.call_args[0][0] % warning.call_args[0][1]
+        self.assertIn('volmode=default', message)
+        self.assertIn('zfs set volmode=dev tank/cinder', message)
+
     def test_parent_not_configured_on_host(self):
         self.set_conf(zol_dataset='tank/other')
         self.driver.do_setup(self.ctxt)

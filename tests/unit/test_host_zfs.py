@@ -117,7 +117,7 @@ class ClassifyTestCase(testtools.TestCase):
 
     def test_zfs_missing(self):
         host = zfs.ZfsHost(FailingExecutor('zfs: not found', 127), PARENT)
-        e = self.assertRaises(errors.Unavailable, host.parent_type)
+        e = self.assertRaises(errors.Unavailable, host.parent_props)
         self.assertIn('zfsutils-linux', e.hint)
 
     def test_hints(self):
