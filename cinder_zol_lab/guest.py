@@ -354,9 +354,6 @@ class LabGuest:
         os.chmod(self.private_key, 0o600)
         self.known_hosts = self.run_dir / 'known_hosts'
         overlay = self.run_dir / 'root.qcow2'
-        subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'raw',
-                        '-b', str(self.image.root), str(overlay)],
-                       check=True, stdin=subprocess.DEVNULL)
         scratch = self.run_dir / 'scratch.raw'
         with open(scratch, 'wb') as f:
             f.truncate(self.scratch_size_gb * 1024 ** 3)
@@ -378,6 +375,9 @@ class LabGuest:
                 login=self.login, mode=self.mode, run_dir=self.run_dir,
                 nvme_port=self.nvme_port,
                 link_address=self.link.address if self.link else '')
+            subprocess.run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F',
+                            'raw', '-b', str(self.image.root), str(overlay)],
+                           check=True, stdin=subprocess.DEVNULL)
             self._launch_qemu(overlay, scratch)
             try:
                 self._wait_for_ssh(t0)
@@ -386,8 +386,17 @@ class LabGuest:
                 self.log('lab: a forwarded port was taken; '
                          'retrying with new ports')
                 self._stop_qemu()
+            except _BootPanic as exc:
+                # seen once in many boots under TCG: an int3 oops in the
+                # first seconds, before the root file system is mounted
+                kept = self.console_log.with_name(f'console-{attempt}.log')
+                self.console_log.rename(kept)
+                self.log(f'lab: the guest kernel panicked while booting '
+                         f'({exc}; console kept in {kept}); booting again')
+                self._stop_qemu()
         else:
-            raise LabError('could not start QEMU with free ports')
+            raise LabError('could not boot QEMU in 3 attempts (ports taken '
+                           'or kernel panics; see the lines above)')
         self.timings['boot_to_ssh'] = time.monotonic() - t0
         self.log(f'lab: guest up in {self.timings["boot_to_ssh"]:.1f}s '
                  f'(ssh 127.0.0.1:{self.ssh_port}, '
@@ -469,13 +478,8 @@ echo "no {address} on any interface:" >&2; ip -o addr show >&2; exit 1
             rc = self._proc.poll()
             if rc is None:
                 return
-            qlog = _tail_file(self.run_dir / 'qemu.log', 20)
-            if 'hostfwd' in qlog or 'host forwarding' in qlog:
-                raise _PortTaken()
-            raise LabError(f'QEMU exited ({rc}) during boot.\n'
-                           f'qemu.log:\n{qlog}\n'
-                           f'console.log ({self.console_log}):\n'
-                           + _tail_file(self.console_log, 40))
+            raise _exited_during_boot(rc, self.run_dir / 'qemu.log',
+                                      self.console_log)
 
         def ssh_answers():
             try:
@@ -759,5 +763,24 @@ targetcli ls / 1 >/dev/null
         self.shell.target = helper
 
 
+def _exited_during_boot(rc: int, qemu_log: Path,
+                        console_log: Path) -> Exception:
+    """Why QEMU ended before ssh answered, as the exception to raise."""
+    qlog = _tail_file(qemu_log, 20)
+    if 'hostfwd' in qlog or 'host forwarding' in qlog:
+        return _PortTaken()
+    console = _tail_file(console_log, 40)
+    panic = [line for line in console.splitlines() if 'Kernel panic' in line]
+    if panic:
+        return _BootPanic(panic[0].strip())
+    return LabError(f'QEMU exited ({rc}) during boot.\n'
+                    f'qemu.log:\n{qlog}\n'
+                    f'console.log ({console_log}):\n{console}')
+
+
 class _PortTaken(Exception):
     pass
+
+
+class _BootPanic(Exception):
+    """The guest kernel panicked before ssh answered (QEMU then exits)."""
