@@ -256,13 +256,13 @@ class GuestShell:
         ZFS makes a new zvol's device, and udev its /dev/zvol link, a
         moment after `zfs create` or `zfs clone` returns: a test that
         writes right after Cinder says "available" waits as an attach does.
-        A busy guest sometimes loses the udev event: after 5 s the zvol
-        events are replayed once, as the root helper does
+        A busy guest sometimes loses the udev event: every 5 s the zvol
+        events are replayed, as the root helper does
         (cinder_zol.host.devices).
         """
         self.run(f'for i in $(seq 1 {int(timeout * 10)}); do '
                  f'[ -e {shlex.quote(path)} ] && exit 0; '
-                 '[ $i = 50 ] && udevadm trigger --action=change '
+                 '[ $((i % 50)) = 0 ] && udevadm trigger --action=change '
                  "--subsystem-match=block --sysname-match='zd*'; "
                  'sleep 0.1; done; '
                  f'echo "timed out waiting for {path}" >&2; exit 1',

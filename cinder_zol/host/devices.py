@@ -14,7 +14,7 @@ from . import errors
 _ZVOL_NODE = re.compile(r'^/dev/zd[0-9]+$')
 
 # A busy storage host sometimes loses a new zvol's udev event: the node
-# exists, the /dev/zvol link never comes. After this long, ask udev again.
+# exists, the /dev/zvol link never comes. Every this long, ask udev again.
 RETRIGGER_AFTER = 5
 
 
@@ -28,15 +28,16 @@ def retrigger_zvols(executor):
 def wait_for_device(link, wait, retrigger=None):
     """The /dev/zvol link once it resolves to a zvol device node.
 
-    ``retrigger()`` runs once if the link is still missing after
-    RETRIGGER_AFTER seconds.
+    ``retrigger()`` runs each RETRIGGER_AFTER seconds the link is still
+    missing.
     """
     start = time.monotonic()
     deadline = start + wait
+    replay_at = start + RETRIGGER_AFTER
     while True:
-        if retrigger and time.monotonic() - start >= RETRIGGER_AFTER:
+        if retrigger and time.monotonic() >= replay_at:
             retrigger()
-            retrigger = None
+            replay_at = time.monotonic() + RETRIGGER_AFTER
         real = os.path.realpath(link)
         try:
             if _ZVOL_NODE.match(real) and stat.S_ISBLK(os.stat(real).st_mode):

@@ -132,13 +132,13 @@ class DeviceTestCase(testtools.TestCase):
                               '/dev/zvol/tank/cinder/nothing-here', 0.2)
         self.assertIn('did not appear', str(e))
 
-    def test_lost_udev_event_is_replayed_once(self):
+    def test_lost_udev_event_is_replayed_while_the_link_is_missing(self):
         calls = []
-        with mock.patch.object(devices, 'RETRIGGER_AFTER', 0.05):
+        with mock.patch.object(devices, 'RETRIGGER_AFTER', 0.1):
             self.assertRaises(errors.Timeout, devices.wait_for_device,
-                              '/dev/zvol/tank/cinder/nothing-here', 0.3,
+                              '/dev/zvol/tank/cinder/nothing-here', 0.45,
                               lambda: calls.append('trigger'))
-        self.assertEqual(['trigger'], calls)
+        self.assertGreater(len(calls), 2)    # not only once
 
     def test_retrigger_replays_zvol_events(self):
         executor = mock.Mock()
