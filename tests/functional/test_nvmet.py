@@ -210,9 +210,13 @@ class NvmetExportTestCase(base.LabTestCase):
         self.attached(vol, host)
         self.connect(data, host)
         dev = self.device(data['vol_uuid'])
+        # conv=fsync: the initiator's flush, as a filesystem's commit sends
+        # it; without one the data may still be in ZFS's open transaction
+        # group when the host is reset (seen: the old data came back)
         written = self.guest(
             'head -c %d /dev/urandom > /var/tmp/nvme.in; '
-            'dd if=/var/tmp/nvme.in of=%s bs=1M oflag=direct status=none; '
+            'dd if=/var/tmp/nvme.in of=%s bs=1M oflag=direct conv=fsync '
+            'status=none; '
             'md5sum < /var/tmp/nvme.in' % (4 * MiB, dev)).split()[0]
         before = self.configfs()
         # a reset, not a shutdown: the guest is also the initiator, and a
