@@ -22,6 +22,8 @@ import shlex
 import subprocess
 import time
 
+from cinder_zol.host import devices
+
 ENV_PREFIX = 'CINDER_ZOL_LAB_'
 # how many guests a lab run booted; guest k > 1 is CINDER_ZOL_LAB_<k>_*
 HOSTS_ENV = ENV_PREFIX + 'HOSTS'
@@ -256,14 +258,15 @@ class GuestShell:
         ZFS makes a new zvol's device, and udev its /dev/zvol link, a
         moment after `zfs create` or `zfs clone` returns: a test that
         writes right after Cinder says "available" waits as an attach does.
-        A busy guest sometimes loses the udev event: every 5 s the zvol
-        events are replayed, as the root helper does
+        A busy guest sometimes loses the udev event: the zvol events are
+        replayed as often as the root helper replays them
         (cinder_zol.host.devices).
         """
+        every = int(devices.RETRIGGER_AFTER * 10)
         self.run(f'for i in $(seq 1 {int(timeout * 10)}); do '
                  f'[ -e {shlex.quote(path)} ] && exit 0; '
-                 '[ $((i % 50)) = 0 ] && udevadm trigger --action=change '
-                 "--subsystem-match=block --sysname-match='zd*'; "
+                 f'[ $((i % {every})) = 0 ] && '
+                 f'{shlex.join(devices.RETRIGGER)}; '
                  'sleep 0.1; done; '
                  f'echo "timed out waiting for {path}" >&2; exit 1',
                  timeout=timeout + 30)

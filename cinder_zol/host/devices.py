@@ -16,12 +16,14 @@ _ZVOL_NODE = re.compile(r'^/dev/zd[0-9]+$')
 # A busy storage host sometimes loses a new zvol's udev event: the node
 # exists, the /dev/zvol link never comes. Every this long, ask udev again.
 RETRIGGER_AFTER = 5
+# udev's change events of every zvol node, replayed (links are idempotent)
+RETRIGGER = ('udevadm', 'trigger', '--action=change',
+             '--subsystem-match=block', '--sysname-match=zd*')
 
 
 def retrigger_zvols(executor):
-    """Replay udev's change events of the zvol nodes (links are idempotent)."""
-    executor.run(['udevadm', 'trigger', '--action=change',
-                  '--subsystem-match=block', '--sysname-match=zd*'])
+    """Replay the zvol nodes' udev events, and wait for udev to act."""
+    executor.run(list(RETRIGGER))
     executor.run(['udevadm', 'settle', '--timeout=10'])
 
 
