@@ -104,7 +104,9 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
                 'zol_dataset %(p)s is a %(k)s, not a filesystem dataset: '
                 'point zol_dataset at a filesystem such as tank/cinder.')
                 % {'p': parent, 'k': found['type']})
-        if found.get('volmode') != 'dev':
+        # an agent older than this release does not report it
+        volmode = found.get('volmode')
+        if volmode not in (None, 'dev'):
             LOG.warning('Parent dataset %(p)s on %(h)s has volmode=%(m)s: '
                         'OpenZFS then makes each new zvol\'s device twice '
                         'and its /dev/zvol link disappears for a moment, '
@@ -112,8 +114,7 @@ class ZFSonLinuxISCSIDriver(manage.ManageMixin, groups.GroupMixin,
                         'create. Run "zfs set volmode=dev %(p)s" on the '
                         'storage host once no zvol of others below it '
                         'takes its volmode from there (setup-storage-host.sh '
-                        'does so).', {'p': parent, 'h': host,
-                                      'm': found.get('volmode')})
+                        'does so).', {'p': parent, 'h': host, 'm': volmode})
         self.storage.target_version(self.target.helper)
         self._check_backend_props()
         LOG.info('Storage host %(h)s: OpenZFS %(z)s, agent protocol %(p)s, '

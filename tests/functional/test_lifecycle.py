@@ -63,7 +63,8 @@ class RealLifecycleTestCase(base.LabTestCase):
         vol, clone = self.volume(1), self.volume(1)
         self.driver.create_volume(vol)
         self.driver.create_cloned_volume(clone, vol)
-        self.dev(vol), self.dev(clone)
+        self.dev(vol)
+        self.dev(clone)
         events = self.guest('sleep 3; pkill -f "[u]devadm monitor --kernel"; '
                             'grep "/block/zd" /tmp/zd-events || true')
         actions = [line.split()[1] for line in events.splitlines()]
